@@ -1,0 +1,3 @@
+from livefake.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,76 @@
+"""Named groups of MediaPipe face-mesh landmark indices (478-point refined topology).
+
+"Right" and "left" are the subject's own: the right eye is on the image's left in a frontal photo.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+FACE_OVAL = (
+    10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377,
+    152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109,
+)
+LIPS_OUTER = (
+    61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181, 91, 146,
+)
+# Inner lip contour in order around the mouth opening (upper from corner 78 to 308, then lower back).
+LIPS_INNER = (
+    78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95,
+)
+# Pairs (upper, lower) across the mouth opening, corner to corner.
+LIPS_INNER_PAIRS = (
+    (191, 95), (80, 88), (81, 178), (82, 87), (13, 14), (312, 317), (311, 402), (310, 318), (415, 324),
+)
+MOUTH_CORNERS = (78, 308)
+
+# Eye contours and (upper, lower) lid pairs, corner to corner.
+RIGHT_EYE = (33, 246, 161, 160, 159, 158, 157, 173, 133, 155, 154, 153, 145, 144, 163, 7)
+LEFT_EYE = (263, 466, 388, 387, 386, 385, 384, 398, 362, 382, 381, 380, 374, 373, 390, 249)
+RIGHT_EYE_LID_PAIRS = ((246, 7), (161, 163), (160, 144), (159, 145), (158, 153), (157, 154), (173, 155))
+LEFT_EYE_LID_PAIRS = ((466, 249), (388, 390), (387, 373), (386, 374), (385, 380), (384, 381), (398, 382))
+RIGHT_EYE_CORNERS = (33, 133)
+LEFT_EYE_CORNERS = (263, 362)
+RIGHT_IRIS = (468, 469, 470, 471, 472)
+LEFT_IRIS = (473, 474, 475, 476, 477)
+
+RIGHT_BROW = (46, 53, 52, 65, 55, 70, 63, 105, 66, 107)
+LEFT_BROW = (276, 283, 282, 295, 285, 300, 293, 334, 296, 336)
+NOSE = (168, 6, 197, 195, 5, 4, 1, 19, 94, 2, 98, 327, 129, 358, 48, 278, 64, 294)
+
+# Points that move with the skull, not with expression: forehead, nose bridge, eye corners, temples.
+RIGID = (
+    10, 151, 9, 109, 338, 67, 297, 108, 337, 168, 6, 197, 195, 5, 4, 33, 133, 362, 263,
+    234, 454, 127, 356, 93, 323,
+)
+
+
+def lid_gap_ratio(points: np.ndarray, pairs: tuple[tuple[int, int], ...], corners: tuple[int, int]) -> float:
+    """Mean distance between paired upper and lower lid points over the eye width (about 0.3 open, 0 shut).
+
+    ``points``: (478, 2 or 3) landmarks in any consistent unit.
+    """
+    up = points[[p[0] for p in pairs], :2]
+    low = points[[p[1] for p in pairs], :2]
+    width = float(np.linalg.norm(points[corners[0], :2] - points[corners[1], :2]))
+    return float(np.linalg.norm(up - low, axis=1).mean()) / max(width, 1e-6)
+
+
+def eye_openness(points: np.ndarray) -> float:
+    """Mean lid gap over eye width of both eyes."""
+    return 0.5 * (
+        lid_gap_ratio(points, RIGHT_EYE_LID_PAIRS, RIGHT_EYE_CORNERS)
+        + lid_gap_ratio(points, LEFT_EYE_LID_PAIRS, LEFT_EYE_CORNERS)
+    )
+
+
+def interocular(points: np.ndarray) -> float:
+    """Distance between the outer eye corners, the face's unit of length here."""
+    return float(np.linalg.norm(points[33, :2] - points[263, :2]))
+
+
+def mouth_openness(points: np.ndarray) -> float:
+    """Mean inner-lip gap over the interocular distance (0 closed, about 0.5 wide open)."""
+    up = points[[p[0] for p in LIPS_INNER_PAIRS[2:7]], :2]
+    low = points[[p[1] for p in LIPS_INNER_PAIRS[2:7]], :2]
+    return float(np.linalg.norm(up - low, axis=1).mean()) / max(interocular(points), 1e-6)

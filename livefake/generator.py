@@ -1,0 +1,94 @@
+"""Generator: turns the source face crop plus the frame's motion into the reenacted crop.
+
+A torch module with static shapes and no Python branching on data in ``forward``, so the same module
+runs on the CPU, on CUDA and as an ONNX export (opset 17: GridSample, Resize, MatMul, Pow, Where).
+The motion arrives as tensors prepared on the CPU: a coarse backward warp field (the thin-plate spline
+of :mod:`livefake.warp`), and the mouth interior (:mod:`livefake.mouth`).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from livefake.color import lab_to_rgb, masked_lab_stats, reinhard_transfer, rgb_to_lab
+
+
+class GeneratorInputs(NamedTuple):
+    """Inputs of one frame, batch 1, float32.
+
+    source (1, 3, S, S) in [0, 1]; warp_field (1, G, G, 2) backward map in [-1, 1], x then y;
+    mouth_patch (1, 3, M, M) in [0, 1]; mouth_affine (1, 2, 3) crop coords to patch coords;
+    mouth_mask (1, 1, S, S) in [0, 1]; patch_skin (1, 1, M, M) in [0, 1];
+    source_stats (1, 2, 3) LAB mean and std of the source's skin around the lips; recolor (1, 1) in [0, 1].
+    """
+
+    source: torch.Tensor
+    warp_field: torch.Tensor
+    mouth_patch: torch.Tensor
+    mouth_affine: torch.Tensor
+    mouth_mask: torch.Tensor
+    patch_skin: torch.Tensor
+    source_stats: torch.Tensor
+    recolor: torch.Tensor
+
+
+def pixel_grid(size: int) -> torch.Tensor:
+    """(size * size, 3) homogeneous [-1, 1] coordinates of pixel centres (align_corners=False), x fastest."""
+    axis = (torch.arange(size, dtype=torch.float32) + 0.5) * (2.0 / size) - 1.0
+    gy, gx = torch.meshgrid(axis, axis, indexing="ij")
+    return torch.stack([gx.reshape(-1), gy.reshape(-1), torch.ones(size * size)], dim=1)
+
+
+def reenact_crop(
+    inputs: GeneratorInputs, pixels: torch.Tensor, size: int
+) -> torch.Tensor:
+    """The reenacted crop (1, 3, S, S) in [0, 1]. ``pixels`` is :func:`pixel_grid` of ``size``."""
+    field = F.interpolate(inputs.warp_field.permute(0, 3, 1, 2), size=(size, size), mode="bilinear",
+                          align_corners=True).permute(0, 2, 3, 1)
+    warped = F.grid_sample(inputs.source, field, mode="bilinear", padding_mode="border", align_corners=False)
+    patch_lab = rgb_to_lab(inputs.mouth_patch)
+    matched = reinhard_transfer(patch_lab, masked_lab_stats(patch_lab, inputs.patch_skin), inputs.source_stats)
+    recolor = inputs.recolor[:, :, None, None]
+    patch = lab_to_rgb(patch_lab + recolor * (matched - patch_lab))
+    mouth_grid = torch.matmul(pixels, inputs.mouth_affine.transpose(1, 2)).reshape(1, size, size, 2)
+    mouth = F.grid_sample(patch, mouth_grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return warped + inputs.mouth_mask * (mouth - warped)
+
+
+class ReenactmentGenerator(torch.nn.Module):
+    """Module form of :func:`reenact_crop` for one crop size; ``forward`` takes the fields of
+    :class:`GeneratorInputs` in order."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+        self.register_buffer("pixels", pixel_grid(size), persistent=False)
+
+    def forward(
+        self,
+        source: torch.Tensor,
+        warp_field: torch.Tensor,
+        mouth_patch: torch.Tensor,
+        mouth_affine: torch.Tensor,
+        mouth_mask: torch.Tensor,
+        patch_skin: torch.Tensor,
+        source_stats: torch.Tensor,
+        recolor: torch.Tensor,
+    ) -> torch.Tensor:
+        inputs = GeneratorInputs(source, warp_field, mouth_patch, mouth_affine, mouth_mask, patch_skin,
+                                 source_stats, recolor)
+        return reenact_crop(inputs, self.pixels, self.size)
+
+
+def image_to_tensor(rgb: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 to (1, 3, H, W) float32 in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float().div_(255.0)
+
+
+def tensor_to_image(t: torch.Tensor) -> np.ndarray:
+    """(1, 3, H, W) float in [0, 1] to (H, W, 3) uint8."""
+    return t[0].mul(255.0).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()

@@ -1,0 +1,87 @@
+"""Landmarks stage: MediaPipe face mesh (refined, 478 points with iris) in pixel coordinates."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from types import TracebackType
+
+import numpy as np
+
+os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe's C++ logging: warnings and below stay quiet
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+log = logging.getLogger(__name__)
+
+NUM_LANDMARKS = 478
+
+
+@dataclass(frozen=True)
+class FaceLandmarks:
+    """One face's landmarks.
+
+    ``points``: (478, 3) float32 in pixels of the analysed image: x right, y down, z depth in the
+    same pixel units as x (MediaPipe's normalised z times the image width; smaller is nearer).
+    ``faces_found``: how many faces the detector saw; ``points`` belongs to the largest.
+    """
+
+    points: np.ndarray
+    image_width: int
+    image_height: int
+    faces_found: int = 1
+
+    def outside_fraction(self) -> float:
+        """Fraction of the 478 points that lie outside the image (a face cut by the edge)."""
+        x, y = self.points[:, 0], self.points[:, 1]
+        out = (x < 0) | (y < 0) | (x > self.image_width - 1) | (y > self.image_height - 1)
+        return float(out.mean())
+
+
+class LandmarkDetector:
+    """MediaPipe face mesh. ``video=True`` tracks across frames (fast); ``False`` treats each image alone.
+
+    Use as a context manager, or call :meth:`close` (safe twice).
+    """
+
+    def __init__(self, *, video: bool, max_faces: int = 1, min_confidence: float = 0.5) -> None:
+        import mediapipe as mp
+
+        self.video = video
+        self._mesh = mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=not video,
+            max_num_faces=max_faces,
+            refine_landmarks=True,
+            min_detection_confidence=min_confidence,
+            min_tracking_confidence=min_confidence,
+        )
+
+    def detect(self, rgb: np.ndarray) -> FaceLandmarks | None:
+        """Landmarks of the largest face in ``rgb`` ((H, W, 3) uint8 RGB), or ``None`` with no face."""
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ValueError(f"expected (H, W, 3) uint8 RGB, got {rgb.shape} {rgb.dtype}")
+        if self._mesh is None:
+            raise RuntimeError("LandmarkDetector is closed")
+        result = self._mesh.process(rgb)
+        faces = result.multi_face_landmarks
+        if not faces:
+            return None
+        h, w = rgb.shape[:2]
+        all_points = [
+            np.array([(p.x * w, p.y * h, p.z * w) for p in face.landmark], dtype=np.float32) for face in faces
+        ]
+        largest = max(all_points, key=lambda pts: float(np.ptp(pts[:, 0]) * np.ptp(pts[:, 1])))
+        return FaceLandmarks(points=largest, image_width=w, image_height=h, faces_found=len(faces))
+
+    def close(self) -> None:
+        if self._mesh is not None:
+            self._mesh.close()
+            self._mesh = None
+
+    def __enter__(self) -> LandmarkDetector:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -1,0 +1,157 @@
+"""Mouth interior: where the target opens its mouth wider than the source photo, the driver's own mouth
+interior (teeth, tongue, shadow) is cut out, fitted into the target's inner-lip contour and recoloured
+to the source's lighting, as in "Bringing Portraits to Life" (Averbuch-Elor et al. 2017).
+
+This module holds the CPU geometry (polygon masks, the patch cut from the driver, the affine that lays
+it into the crop); the generator does the resampling and colour transfer as tensor operations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from livefake import face_regions as fr
+from livefake.warp import to_unit
+
+_UPPER_INNER = [p[0] for p in fr.LIPS_INNER_PAIRS]
+_LOWER_INNER = [p[1] for p in fr.LIPS_INNER_PAIRS]
+_INNER_WITH_CORNERS = list(fr.LIPS_INNER)
+
+
+@dataclass(frozen=True)
+class MouthInputs:
+    """Per-frame mouth inputs of the generator.
+
+    ``patch``: (M, M, 3) uint8 RGB around the driver's mouth (or the built-in interior);
+    ``affine``: (2, 3) float32 from target-crop [-1, 1] coords to patch [-1, 1] coords;
+    ``mask``: (S, S) float32 in [0, 1], the target opening times how far it exceeds the source's;
+    ``patch_skin``: (M, M) float32, skin around the driver's lips (for its colour statistics);
+    ``recolor``: 1.0 to match the driver's lighting to the source's, 0.0 to use the patch as it is.
+    """
+
+    patch: np.ndarray
+    affine: np.ndarray
+    mask: np.ndarray
+    patch_skin: np.ndarray
+    recolor: float
+
+
+def _down_axis(points: np.ndarray) -> np.ndarray:
+    down = points[list(fr.LIPS_OUTER), :2].mean(axis=0) - points[[33, 263], :2].mean(axis=0)
+    return down / max(float(np.linalg.norm(down)), 1e-9)
+
+
+def inner_gap(points: np.ndarray) -> float:
+    """Mean opening between the inner lips along the face's downward axis, in the points' units."""
+    down = _down_axis(points)
+    return float(((points[_LOWER_INNER, :2] - points[_UPPER_INNER, :2]) @ down).mean())
+
+
+def fit_affine(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares (2, 3) affine with ``dst ≈ A @ [src, 1]`` for (N, 2) point sets."""
+    a = np.c_[src, np.ones(len(src))]
+    sol, *_ = np.linalg.lstsq(a, dst, rcond=None)
+    return sol.T.astype(np.float32)
+
+
+def polygon_mask(points_px: np.ndarray, size: int, blur_px: float) -> np.ndarray:
+    """(size, size) float32 mask of the filled polygon (anti-aliased, then softened by ``blur_px``)."""
+    canvas = np.zeros((size, size), np.uint8)
+    shift = 4
+    pts = np.round((points_px[:, :2]) * (1 << shift)).astype(np.int32)
+    cv2.fillPoly(canvas, [pts], 255, lineType=cv2.LINE_AA, shift=shift)
+    mask = canvas.astype(np.float32) / 255.0
+    if blur_px > 0:
+        mask = cv2.GaussianBlur(mask, (0, 0), blur_px)
+    return mask
+
+
+def builtin_interior(size: int) -> np.ndarray:
+    """A drawn mouth interior for when no driver video is at hand (the demo): dark cavity, upper teeth,
+    tongue. (size, size, 3) uint8; the opening spans x in [-0.6, 0.6], y in [-0.35, 0.35] of the patch."""
+    y, x = np.mgrid[-1:1:size * 1j, -1:1:size * 1j].astype(np.float32)
+    cavity = np.clip(1.0 - (x / 0.7) ** 2 - (y / 0.45) ** 2, 0, 1)
+    img = np.stack([70 - 45 * cavity, 22 - 14 * cavity, 28 - 18 * cavity], -1)
+    teeth = (1 / (1 + np.exp((y + 0.12) * 40))) * (1 / (1 + np.exp((np.abs(x) - 0.42) * 30)))
+    tongue = (1 / (1 + np.exp(-(y - 0.22) * 30))) * np.clip(1 - (x / 0.5) ** 2, 0, 1)
+    img = img * (1 - teeth[..., None]) + np.array([225, 220, 208]) * teeth[..., None]
+    img = img * (1 - tongue[..., None]) + np.array([160, 70, 78]) * tongue[..., None]
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _builtin_inner_lips() -> np.ndarray:
+    """Inner-lip contour of :func:`builtin_interior`'s opening, in the order of ``LIPS_INNER``."""
+    n = len(_INNER_WITH_CORNERS)  # corner, 9 upper, corner, 9 lower
+    angles = np.linspace(np.pi, -np.pi, n, endpoint=False)
+    return np.stack([0.6 * np.cos(angles), -0.35 * np.sin(angles)], axis=1)
+
+
+class MouthGeometry:
+    """Builds :class:`MouthInputs` for one source. ``patch_size``: side of the driver patch."""
+
+    def __init__(self, source_points: np.ndarray, crop_size: int, patch_size: int) -> None:
+        self.crop_size = crop_size
+        self.patch_size = patch_size
+        self.source_gap = inner_gap(source_points)
+        self.iod = fr.interocular(source_points)
+        self._builtin = builtin_interior(patch_size)
+        self._builtin_lips = _builtin_inner_lips()
+        self._zero_mask = np.zeros((crop_size, crop_size), np.float32)
+        self._zero_skin = np.zeros((patch_size, patch_size), np.float32)
+        self._last_driver: MouthInputs | None = None
+
+    def opening(self, target: np.ndarray) -> float:
+        """0..1: how much wider the target's mouth is than the source's (1 at 6 % of the eye distance)."""
+        excess = (inner_gap(target) - self.source_gap) / (0.06 * self.iod)
+        x = float(np.clip(excess, 0.0, 1.0))
+        return x * x * (3 - 2 * x)
+
+    def inputs(
+        self, target: np.ndarray, driver_points: np.ndarray | None, driver_rgb: np.ndarray | None
+    ) -> MouthInputs:
+        """Mouth inputs for target landmarks ``target`` ((478, 3) crop px), taking the interior from the
+        driver's frame ``driver_rgb`` at ``driver_points`` (its pixels) when given, else the last one seen
+        or the built-in interior."""
+        alpha = self.opening(target)
+        if alpha <= 0.0:
+            patch = self._last_driver.patch if self._last_driver else self._builtin
+            return MouthInputs(patch, np.eye(2, 3, dtype=np.float32), self._zero_mask, self._zero_skin, 0.0)
+        blur = 0.6 * self.crop_size / 256
+        mask = polygon_mask(target[_INNER_WITH_CORNERS], self.crop_size, blur) * alpha
+        tgt_unit = to_unit(target[_INNER_WITH_CORNERS], self.crop_size)
+        if driver_points is not None and driver_rgb is not None:
+            patch, lips_px, skin = self._cut_driver(driver_points, driver_rgb)
+            affine = fit_affine(tgt_unit, to_unit(lips_px, self.patch_size))
+            self._last_driver = MouthInputs(patch, affine, mask, skin, 1.0)
+            return self._last_driver
+        if self._last_driver is not None:
+            last = self._last_driver
+            return MouthInputs(last.patch, last.affine, mask, last.patch_skin, last.recolor)
+        affine = fit_affine(tgt_unit, self._builtin_lips)
+        return MouthInputs(self._builtin, affine, mask, self._zero_skin, 0.0)
+
+    def _cut_driver(
+        self, points: np.ndarray, rgb: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Patch around the driver's mouth, the inner lips in patch pixels, and the skin ring around the lips."""
+        m = self.patch_size
+        outer = points[list(fr.LIPS_OUTER), :2]
+        centre = outer.mean(axis=0)
+        eye_line = points[263, :2] - points[33, :2]
+        angle = np.arctan2(eye_line[1], eye_line[0])
+        width = float(np.linalg.norm(points[61, :2] - points[291, :2]))
+        scale = m / max(2.2 * width, 1.0)
+        cos, sin = np.cos(-angle) * scale, np.sin(-angle) * scale
+        rot = np.array([[cos, -sin], [sin, cos]])
+        matrix = np.hstack([rot, (np.array([m / 2, m / 2]) - rot @ centre)[:, None]])
+        patch = cv2.warpAffine(rgb, matrix, (m, m), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        inner = points[_INNER_WITH_CORNERS, :2] @ matrix[:, :2].T + matrix[:, 2]
+        outer_px = outer @ matrix[:, :2].T + matrix[:, 2]
+        ring = np.zeros((m, m), np.uint8)
+        axes = (int(0.36 * m), int(0.3 * m))
+        cv2.ellipse(ring, (m // 2, m // 2), axes, 0, 0, 360, 255, -1)
+        cv2.fillPoly(ring, [np.round(outer_px).astype(np.int32)], 0)
+        return patch, inner, ring.astype(np.float32) / 255.0

@@ -1,0 +1,131 @@
+"""The per-frame path through the stages, shared by ``render``, ``demo`` and the live app:
+
+driving frame -> landmarks -> retargeting -> warp geometry and mouth -> generator -> paste-back.
+
+Each call handles one frame and never raises for a frame without a face: the retargeter holds the last
+pose, then eases back to neutral. The live app wraps the same calls in threads and queues.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from types import TracebackType
+
+import numpy as np
+import torch
+
+from livefake.color import masked_lab_stats, rgb_to_lab
+from livefake.compositor import Compositor
+from livefake.generator import GeneratorInputs, ReenactmentGenerator, image_to_tensor, tensor_to_image
+from livefake.landmarks import FaceLandmarks, LandmarkDetector
+from livefake.mouth import MouthGeometry
+from livefake.retarget import Motion, RetargetConfig, Retargeter
+from livefake.source import PreparedSource
+from livefake.warp import WarpConfig, WarpSolver
+
+
+@dataclass(frozen=True)
+class ReenactConfig:
+    """Everything the per-frame path needs to know, passed down to the stages."""
+
+    retarget: RetargetConfig = field(default_factory=RetargetConfig)
+    warp: WarpConfig = field(default_factory=WarpConfig)
+    feather: float = 0.12  # paste-back feather, fraction of the crop side
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """One output frame: ``frame`` (H, W, 3) uint8 photo-sized, ``crop`` (S, S, 3) uint8, whether the
+    driver's face was found, the motion used, the share of it kept by the fold guard, stage times in ms."""
+
+    frame: np.ndarray
+    crop: np.ndarray
+    face_found: bool
+    motion: Motion
+    motion_kept: float
+    timings_ms: dict[str, float]
+
+
+class Reenactor:
+    """Reenacts one prepared source photo, frame by frame. A context manager; ``close()`` is safe twice."""
+
+    def __init__(self, source: PreparedSource, config: ReenactConfig | None = None) -> None:
+        self.config = config or ReenactConfig()
+        self.source = source
+        size = source.transform.size
+        self.size = size
+        self.detector: LandmarkDetector | None = None
+        self.retargeter = Retargeter(source, self.config.retarget)
+        self.warp = WarpSolver(source.points, size, self.config.warp)
+        self.mouth = MouthGeometry(source.points, size, patch_size=max(32, size // 4))
+        self.compositor = Compositor(source, self.config.feather)
+        self.generator = ReenactmentGenerator(size).eval()
+        self._source_tensor = image_to_tensor(source.crop)
+        self._source_stats = self._mouth_skin_stats(source.points, source.crop)
+
+    def _mouth_skin_stats(self, points: np.ndarray, crop: np.ndarray) -> torch.Tensor:
+        patch, _, skin = self.mouth._cut_driver(points, crop)
+        return masked_lab_stats(rgb_to_lab(image_to_tensor(patch)), torch.from_numpy(skin)[None, None])
+
+    def process(self, driver_rgb: np.ndarray, t: float) -> FrameResult:
+        """Reenact the source as the face in ``driver_rgb`` ((H, W, 3) uint8) looks at time ``t`` seconds."""
+        if self.detector is None:
+            self.detector = LandmarkDetector(video=True)
+        start = time.perf_counter()
+        face = self.detector.detect(driver_rgb)
+        landmarks_ms = (time.perf_counter() - start) * 1000
+        result = self.animate(face, t, driver_rgb)
+        result.timings_ms["landmarks"] = landmarks_ms
+        return result
+
+    def animate(self, face: FaceLandmarks | None, t: float, driver_rgb: np.ndarray | None = None) -> FrameResult:
+        """The frame for already-found driver landmarks (``None``: no face), e.g. from a scripted driver."""
+        clock = time.perf_counter()
+        timings: dict[str, float] = {}
+
+        def lap(name: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            timings[name] = (now - clock) * 1000
+            clock = now
+
+        motion = self.retargeter.update(face, t)
+        lap("retarget")
+        field, kept = self.warp.solve(motion.target)
+        target = self.warp.source_points + kept * (motion.target - self.warp.source_points)
+        mouth = self.mouth.inputs(target, motion.driver_points, driver_rgb if face is not None else None)
+        lap("geometry")
+        inputs = GeneratorInputs(
+            source=self._source_tensor,
+            warp_field=torch.from_numpy(field)[None],
+            mouth_patch=image_to_tensor(mouth.patch),
+            mouth_affine=torch.from_numpy(mouth.affine)[None],
+            mouth_mask=torch.from_numpy(mouth.mask)[None, None],
+            patch_skin=torch.from_numpy(mouth.patch_skin)[None, None],
+            source_stats=self._source_stats,
+            recolor=torch.tensor([[mouth.recolor]], dtype=torch.float32),
+        )
+        with torch.inference_mode():
+            crop = tensor_to_image(self.generator(*inputs))
+        lap("generator")
+        frame = self.compositor.paste(crop)
+        lap("composite")
+        return FrameResult(frame, crop, face is not None, motion, kept, timings)
+
+    def reset_reference(self) -> None:
+        """Make the driver's next frame with a face its neutral pose."""
+        self.retargeter.reset_reference()
+
+    def close(self) -> None:
+        if self.detector is not None:
+            self.detector.close()
+            self.detector = None
+
+    def __enter__(self) -> Reenactor:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -1,0 +1,220 @@
+"""Motion retargeting: the driver's motion against its neutral reference, applied to the source.
+
+The driver's landmarks are smoothed (One-Euro), then split by a similarity fit on rigid points into
+head pose (rotation, scale, shift) and expression (what is left once pose is removed). Expression is
+carried into the source's head frame and added to the source's own landmarks; eyelids follow the
+driver's lid gap as a ratio, lips are kept from crossing; pose is clamped to what a 2-D warp can show
+and applied about the source's head centre.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from livefake import face_regions as fr
+from livefake.landmarks import FaceLandmarks
+from livefake.smoothing import OneEuroFilter
+from livefake.source import PreparedSource
+
+
+@dataclass(frozen=True)
+class RetargetConfig:
+    """How driver motion maps onto the source."""
+
+    smoothing: bool = True
+    min_cutoff_hz: float = 1.5
+    beta: float = 6.0  # per (interocular distances per second)
+    d_cutoff_hz: float = 1.0
+    max_yaw_deg: float = 30.0
+    max_pitch_deg: float = 25.0
+    max_roll_deg: float = 35.0
+    max_shift: float = 0.12  # of the crop side
+    min_scale: float = 0.85
+    max_scale: float = 1.2
+    max_eye_ratio: float = 1.25  # how much wider than the source's own the eyes may open
+    min_eye_ratio: float = 0.08  # a sliver stays when shut, so the warp stays one-to-one
+    hold_s: float = 0.5  # face lost: hold the last pose this long ...
+    ease_s: float = 0.8  # ... then ease back to neutral over this long
+    rejoin_s: float = 0.25  # face back: blend into the new measurement over this long
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_scale <= 1 <= self.max_scale:
+            raise ValueError(f"expected min_scale <= 1 <= max_scale, got {self.min_scale}, {self.max_scale}")
+        if self.min_eye_ratio <= 0:
+            raise ValueError(f"min_eye_ratio must be positive, got {self.min_eye_ratio}")
+
+
+@dataclass(frozen=True)
+class Motion:
+    """Where the source's landmarks go for one frame.
+
+    ``target``: (478, 3) float64 in source-crop pixels; ``driver_points``: (478, 3) the driver's
+    (smoothed) landmarks in its own frame's pixels, or ``None`` while its face is lost;
+    ``pose``: clamped (yaw, pitch, roll) in degrees relative to the driver's reference.
+    """
+
+    target: np.ndarray
+    driver_points: np.ndarray | None
+    pose: tuple[float, float, float]
+
+
+def similarity_fit(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Least-squares ``dst ≈ s R src + t`` (Umeyama 1991) for (N, 3) point sets; proper rotation."""
+    mu_s, mu_d = src.mean(axis=0), dst.mean(axis=0)
+    xs, xd = src - mu_s, dst - mu_d
+    u, sv, vt = np.linalg.svd(xd.T @ xs / len(src))
+    d = np.ones(3)
+    d[2] = np.sign(np.linalg.det(u @ vt)) or 1.0
+    rot = (u * d) @ vt
+    var_s = (xs**2).sum() / len(src)
+    scale = float((sv * d).sum() / var_s)
+    return scale, rot, mu_d - scale * rot @ mu_s
+
+
+def euler_from_rotation(rot: np.ndarray) -> tuple[float, float, float]:
+    """(yaw, pitch, roll) in degrees of ``rot = Rz(roll) Ry(yaw) Rx(pitch)``; x right, y down, z depth."""
+    yaw = np.arcsin(np.clip(-rot[2, 0], -1.0, 1.0))
+    pitch = np.arctan2(rot[2, 1], rot[2, 2])
+    roll = np.arctan2(rot[1, 0], rot[0, 0])
+    return float(np.degrees(yaw)), float(np.degrees(pitch)), float(np.degrees(roll))
+
+
+def rotation_from_euler(yaw: float, pitch: float, roll: float) -> np.ndarray:
+    """Inverse of :func:`euler_from_rotation` (degrees in, (3, 3) out)."""
+    a, b, c = np.radians(pitch), np.radians(yaw), np.radians(roll)
+    rx = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+    ry = np.array([[np.cos(b), 0, np.sin(b)], [0, 1, 0], [-np.sin(b), 0, np.cos(b)]])
+    rz = np.array([[np.cos(c), -np.sin(c), 0], [np.sin(c), np.cos(c), 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def head_pose(points: np.ndarray, reference: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Similarity (scale, rotation, shift) taking ``reference``'s rigid points onto ``points``'s."""
+    rigid = list(fr.RIGID)
+    return similarity_fit(reference[rigid], points[rigid])
+
+
+def _smoothstep(x: float) -> float:
+    x = min(max(x, 0.0), 1.0)
+    return x * x * (3.0 - 2.0 * x)
+
+
+class Retargeter:
+    """Turns each driving frame's landmarks into target landmarks for the source. One per driver.
+
+    The first frame with a face becomes the neutral reference; :meth:`reset_reference` makes the
+    next one the reference again. Frames without a face hold the last pose, then ease to neutral.
+    """
+
+    def __init__(self, source: PreparedSource, config: RetargetConfig | None = None) -> None:
+        self.config = config or RetargetConfig()
+        self.source_points = source.points.astype(np.float64)
+        # Photo-to-crop rotation: the driver's image-plane shift is applied in photo directions.
+        self._crop_rotation = source.transform.matrix[:, :2] / source.transform.scale
+        self._crop_size = source.transform.size
+        self._source_iod = fr.interocular(self.source_points)
+        self._filter = OneEuroFilter(self.config.min_cutoff_hz, self.config.beta, self.config.d_cutoff_hz)
+        self._reference: np.ndarray | None = None
+        self._align: tuple[float, np.ndarray, np.ndarray] | None = None
+        self._shown: np.ndarray | None = None  # driver shape (reference pixels) last shown
+        self._lost_since: float | None = None
+        self._lost_shape: np.ndarray | None = None
+        self._back_since: float | None = None
+        self._back_from: np.ndarray | None = None
+
+    def reset_reference(self) -> None:
+        """Take the next frame with a face as the new neutral pose."""
+        self._reference = None
+        self._filter.reset()
+        self._shown = None
+
+    def update(self, face: FaceLandmarks | None, t: float) -> Motion:
+        """Motion for the driving frame taken at ``t`` seconds; ``face`` is ``None`` when none was found."""
+        if face is None:
+            return self._motion(self._lost(t), None)
+        points = face.points.astype(np.float64)
+        if self._reference is None:
+            self._reference = points.copy()
+            self._align = head_pose(self.source_points, points)
+            self._iod = fr.interocular(points)
+        shape = points
+        if self.config.smoothing:
+            shape = self._filter(points / self._iod, t) * self._iod
+        if self._lost_since is not None:  # face is back: blend from what was shown
+            self._lost_since, self._back_since, self._back_from = None, t, self._shown
+        if self._back_since is not None and self._back_from is not None:
+            w = _smoothstep((t - self._back_since) / max(self.config.rejoin_s, 1e-6))
+            shape = (1 - w) * self._back_from + w * shape
+            if w >= 1.0:
+                self._back_since = self._back_from = None
+        self._shown = shape
+        return self._motion(shape, shape)
+
+    def _lost(self, t: float) -> np.ndarray | None:
+        if self._shown is None or self._reference is None:
+            return None
+        if self._lost_since is None:
+            self._lost_since, self._lost_shape = t, self._shown
+        assert self._lost_shape is not None
+        w = _smoothstep((t - self._lost_since - self.config.hold_s) / max(self.config.ease_s, 1e-6))
+        self._shown = (1 - w) * self._lost_shape + w * self._reference
+        return self._shown
+
+    def _motion(self, shape: np.ndarray | None, driver_points: np.ndarray | None) -> Motion:
+        if shape is None or self._reference is None or self._align is None:
+            return Motion(target=self.source_points.copy(), driver_points=None, pose=(0.0, 0.0, 0.0))
+        cfg = self.config
+        ref = self._reference
+        scale, rot, shift = head_pose(shape, ref)
+        # Expression: the driver's shape with its head pose removed, as offsets from the reference.
+        mu = shape[list(fr.RIGID)].mean(axis=0)
+        mu_ref = ref[list(fr.RIGID)].mean(axis=0)
+        unposed = (shape - mu) @ rot / scale + mu_ref
+        expression = unposed - ref
+        a_scale, a_rot, _ = self._align
+        expressed = self.source_points + a_scale * expression @ a_rot.T
+        self._retarget_lids(expressed, unposed)
+        self._keep_lips_apart(expressed)
+
+        yaw, pitch, roll = euler_from_rotation(rot)
+        yaw = float(np.clip(yaw, -cfg.max_yaw_deg, cfg.max_yaw_deg))
+        pitch = float(np.clip(pitch, -cfg.max_pitch_deg, cfg.max_pitch_deg))
+        roll = float(np.clip(roll, -cfg.max_roll_deg, cfg.max_roll_deg))
+        rot_src = a_rot @ rotation_from_euler(yaw, pitch, roll) @ a_rot.T
+        scale = float(np.clip(scale, cfg.min_scale, cfg.max_scale))
+        move = a_scale * (self._crop_rotation @ (mu - mu_ref)[:2])
+        limit = cfg.max_shift * self._crop_size
+        move = move * min(1.0, limit / max(float(np.linalg.norm(move)), 1e-9))
+
+        centre = self.source_points[list(fr.RIGID)].mean(axis=0)
+        target = centre + scale * (expressed - centre) @ rot_src.T
+        target[:, :2] += move
+        return Motion(target=target, driver_points=driver_points, pose=(yaw, pitch, roll))
+
+    def _retarget_lids(self, expressed: np.ndarray, unposed: np.ndarray) -> None:
+        """Upper lids follow the driver's lid gap as a ratio of the reference, on the source's own eyes."""
+        cfg = self.config
+        assert self._reference is not None
+        src = self.source_points
+        for pairs, corners in ((fr.RIGHT_EYE_LID_PAIRS, fr.RIGHT_EYE_CORNERS),
+                               (fr.LEFT_EYE_LID_PAIRS, fr.LEFT_EYE_CORNERS)):
+            ratio = fr.lid_gap_ratio(unposed, pairs, corners) / max(
+                fr.lid_gap_ratio(self._reference, pairs, corners), 1e-6)
+            ratio = float(np.clip(ratio, cfg.min_eye_ratio, cfg.max_eye_ratio))
+            for upper, lower in pairs:
+                expressed[upper] = expressed[lower] + ratio * (src[upper] - src[lower])
+
+    def _keep_lips_apart(self, expressed: np.ndarray) -> None:
+        """Upper inner lip never goes below the lower one (a fold), with a hair's gap left between."""
+        src = self.source_points
+        down = src[list(fr.LIPS_OUTER)].mean(axis=0) - src[[33, 263]].mean(axis=0)
+        down /= np.linalg.norm(down)
+        for upper, lower in fr.LIPS_INNER_PAIRS:
+            min_gap = min(0.01 * self._source_iod, float((src[lower] - src[upper]) @ down))
+            gap = float((expressed[lower] - expressed[upper]) @ down)
+            if gap < min_gap:
+                push = 0.5 * (min_gap - gap) * down
+                expressed[upper] -= push
+                expressed[lower] += push

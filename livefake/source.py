@@ -1,0 +1,158 @@
+"""Source preparation: find the face in the photo and cut an aligned square crop around it.
+
+The crop is a similarity transform of the photo (eyes level, face centred, margin for hair and
+neck); its matrix is kept so the generated crop can be pasted back into the full photo.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from livefake.errors import NoFaceError
+from livefake.image_io import load_rgb
+from livefake.landmarks import FaceLandmarks, LandmarkDetector
+
+log = logging.getLogger(__name__)
+
+# A face counts as cut by the edge when more of its landmarks than this lie outside the photo.
+MAX_OUTSIDE_FRACTION = 0.03
+
+
+@dataclass(frozen=True)
+class CropTransform:
+    """Similarity transform from photo pixels to crop pixels: ``crop = matrix @ [x, y, 1]``.
+
+    ``matrix``: (2, 3) float64; ``size``: side of the square crop in pixels; ``scale``: crop pixels
+    per photo pixel.
+    """
+
+    matrix: np.ndarray
+    size: int
+
+    @property
+    def scale(self) -> float:
+        return float(np.hypot(self.matrix[0, 0], self.matrix[1, 0]))
+
+    def inverse(self) -> np.ndarray:
+        """(2, 3) matrix from crop pixels back to photo pixels."""
+        return cv2.invertAffineTransform(self.matrix)
+
+    def apply(self, points: np.ndarray) -> np.ndarray:
+        """Map (N, 2 or 3) photo-pixel points into the crop; z is scaled like x and y."""
+        out = points.astype(np.float32).copy()
+        out[:, :2] = points[:, :2] @ self.matrix[:, :2].T + self.matrix[:, 2]
+        if points.shape[1] > 2:
+            out[:, 2] = points[:, 2] * self.scale
+        return out
+
+    def cut(self, image: np.ndarray) -> np.ndarray:
+        """The (size, size, 3) crop of ``image``, edges replicated where the crop leaves the photo."""
+        return cv2.warpAffine(
+            image, self.matrix, (self.size, self.size), flags=cv2.INTER_AREA if self.scale < 1 else cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+
+
+def face_crop_transform(points: np.ndarray, size: int, margin: float = 1.0) -> CropTransform:
+    """Aligned square crop around a face given its (478, 2+) landmarks in photo pixels.
+
+    FFHQ-style: the crop side is about four times the eye-to-mouth distance (``margin`` scales
+    it), eyes level, centre below the eyes so hair, jaw drop and neck fit.
+    """
+    right_eye = points[[33, 133], :2].mean(axis=0)
+    left_eye = points[[263, 362], :2].mean(axis=0)
+    mouth = points[[61, 291], :2].mean(axis=0)
+    eye_mid = 0.5 * (right_eye + left_eye)
+    eye_to_eye = left_eye - right_eye
+    eye_to_mouth = mouth - eye_mid
+    half_side = margin * max(2.0 * np.hypot(*eye_to_eye), 1.8 * np.hypot(*eye_to_mouth))
+    centre = eye_mid + 0.3 * eye_to_mouth
+    angle = np.arctan2(eye_to_eye[1], eye_to_eye[0])
+    scale = size / (2.0 * half_side)
+    cos, sin = np.cos(-angle) * scale, np.sin(-angle) * scale
+    rot = np.array([[cos, -sin], [sin, cos]])
+    offset = np.array([size / 2.0, size / 2.0]) - rot @ centre
+    return CropTransform(matrix=np.hstack([rot, offset[:, None]]), size=size)
+
+
+@dataclass(frozen=True)
+class PreparedSource:
+    """The source photo ready for the generator.
+
+    ``photo``: (H, W, 3) uint8 RGB, even width and height (what the output frames will be);
+    ``crop``: (S, S, 3) uint8 aligned face crop; ``points``: (478, 3) float32 landmarks in crop
+    pixels; ``transform``: photo to crop.
+    """
+
+    photo: np.ndarray
+    crop: np.ndarray
+    points: np.ndarray
+    transform: CropTransform
+    name: str
+
+
+def fit_to_size(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Scale ``image`` to cover width x height and cut the centre (keeps the aspect ratio)."""
+    h, w = image.shape[:2]
+    scale = max(width / w, height / h)
+    resized = cv2.resize(image, (max(width, round(w * scale)), max(height, round(h * scale))),
+                         interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+    top = (resized.shape[0] - height) // 2
+    left = (resized.shape[1] - width) // 2
+    return np.ascontiguousarray(resized[top:top + height, left:left + width])
+
+
+def even_frame(image: np.ndarray) -> np.ndarray:
+    """Drop a last row or column so both sides are even, as H.264 in yuv420p needs."""
+    h, w = image.shape[:2]
+    return np.ascontiguousarray(image[: h - h % 2, : w - w % 2])
+
+
+def prepare_source(
+    image: np.ndarray | str | Path,
+    *,
+    crop_size: int = 256,
+    margin: float = 1.0,
+    output_size: tuple[int, int] | None = None,
+    name: str | None = None,
+) -> PreparedSource:
+    """Load (if a path), detect the largest face, and cut the aligned crop.
+
+    Raises :class:`NoFaceError` (one line for the user) when there is no face or it is cut by the edge.
+    """
+    if isinstance(image, (str, Path)):
+        name = name or str(image)
+        photo = load_rgb(image)
+    else:
+        name = name or "image"
+        photo = image
+    if output_size is not None:
+        photo = fit_to_size(photo, *output_size)
+    photo = even_frame(photo)
+    with LandmarkDetector(video=False, max_faces=4) as detector:
+        face = detector.detect(photo)
+    check_face(face, name)
+    assert face is not None
+    if face.faces_found > 1:
+        log.warning("%s shows %d faces; using the largest", name, face.faces_found)
+    transform = face_crop_transform(face.points, crop_size, margin)
+    return PreparedSource(
+        photo=photo, crop=transform.cut(photo), points=transform.apply(face.points), transform=transform, name=name
+    )
+
+
+def check_face(face: FaceLandmarks | None, name: str) -> None:
+    """Raise :class:`NoFaceError` with advice when ``face`` is missing or cut by the image edge."""
+    if face is None:
+        raise NoFaceError(f"no face found in '{name}'; use a photo with one clear, roughly frontal face")
+    outside = face.outside_fraction()
+    if outside > MAX_OUTSIDE_FRACTION:
+        raise NoFaceError(
+            f"the face in '{name}' is cut by the image edge ({outside:.0%} of it is outside); "
+            "use a photo that shows the whole face with some margin"
+        )

@@ -1,0 +1,407 @@
+"""Video files in and out with PyAV; decoding and encoding run in background threads.
+
+Frames are ``(H, W, 3)`` uint8 RGB arrays. Times are seconds from the stream start, taken from the real
+timestamps, so variable-frame-rate clips keep their timing and the output stays in sync with its audio.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from livefake.errors import LivefakeError
+
+_QUEUE_SIZE = 8
+_TIME_BASE = Fraction(1, 90000)  # output video clock: exact for 24, 25, 30, 60 and 30000/1001 fps
+_COPIED_AUDIO = {"aac", "mp3"}  # MP4 takes these as they are; anything else is transcoded to AAC
+_AUDIO_PREROLL_S = 0.05  # audio kept before the start so the decoder warms up; the MP4 edit list hides it
+
+
+def _reason(err: Exception) -> str:
+    """FFmpeg's short reason for ``err`` ("Invalid data found when processing input"), else ``str(err)``."""
+    return getattr(err, "strerror", None) or str(err).splitlines()[0]
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video file holds, read from its container without decoding."""
+
+    width: int
+    height: int
+    fps: Fraction  # average frame rate (for a variable-frame-rate clip, the average)
+    frame_count: int | None  # from the container, None when it does not say
+    duration_s: float | None
+    has_audio: bool
+
+
+@dataclass(frozen=True)
+class VideoFrame:
+    """One decoded frame: ``rgb`` is ``(H, W, 3)`` uint8 RGB, C-contiguous."""
+
+    index: int  # 0-based, in decode (= presentation) order
+    time_s: float  # presentation time in seconds from the stream start
+    rgb: np.ndarray
+
+
+class VideoReader:
+    """Reads the first video stream of a file as :class:`VideoFrame` objects, decoding ahead in a thread.
+
+    Opening checks the file; ``info`` describes it. Iterating decodes from the start each time, at most
+    ``max_frames`` frames. A packet that fails to decode is skipped and counted in ``corrupt_packets``;
+    a file cut short just ends early. Use it as a context manager or call :meth:`close`.
+    """
+
+    def __init__(self, path: str | Path, *, max_frames: int | None = None) -> None:
+        self.path = Path(path)
+        self.max_frames = max_frames
+        self.corrupt_packets = 0
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._started = False
+        if not self.path.is_file():
+            raise LivefakeError(f"cannot read video '{self.path}': no such file; check the path")
+        try:
+            self._container = av.open(str(self.path))
+        except av.InvalidDataError:
+            raise LivefakeError(
+                f"cannot read video '{self.path}': it is not a video, or it is truncated or corrupt; "
+                "re-export it or pick another clip"
+            ) from None
+        except (av.FFmpegError, OSError) as err:
+            raise LivefakeError(f"cannot read video '{self.path}': {_reason(err)}; check the file") from None
+        streams = self._container.streams
+        if not streams.video or streams.video[0].codec_context is None or not streams.video[0].width:
+            self._container.close()
+            raise LivefakeError(
+                f"cannot read video '{self.path}': it has no video stream that can be decoded; "
+                "pick a video file (for example H.264 MP4)"
+            )
+        self._stream = streams.video[0]
+        self._stream.thread_type = "AUTO"
+        duration_s = None
+        if self._stream.duration and self._stream.time_base:
+            duration_s = float(self._stream.duration * self._stream.time_base)
+        elif self._container.duration:
+            duration_s = self._container.duration / av.time_base
+        self.info = VideoInfo(
+            width=self._stream.width,
+            height=self._stream.height,
+            fps=Fraction(self._stream.average_rate or self._stream.guessed_rate or 30),
+            frame_count=self._stream.frames or None,
+            duration_s=duration_s,
+            has_audio=bool(streams.audio),
+        )
+
+    def __iter__(self) -> Iterator[VideoFrame]:
+        self._stop_thread()
+        if self._started:
+            self._container.seek(0)
+        self._started = True
+        self.corrupt_packets = 0
+        frames: queue.Queue[VideoFrame | Exception | None] = queue.Queue(maxsize=_QUEUE_SIZE)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._decode_into, args=(frames, self._stop), name="livefake-decode", daemon=True
+        )
+        self._thread.start()
+        try:
+            while (item := frames.get()) is not None:
+                if isinstance(item, VideoFrame):
+                    yield item
+                elif isinstance(item, LivefakeError):
+                    raise item
+                else:
+                    raise LivefakeError(
+                        f"cannot read video '{self.path}': decoding failed ({_reason(item)}); "
+                        "re-export it or pick another clip"
+                    ) from item
+        finally:
+            self._stop_thread()
+
+    def _decoded(self) -> Iterator[av.VideoFrame]:
+        """Decoded frames; a packet that fails to decode is skipped, a read error ends the stream."""
+        packets = self._container.demux(self._stream)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                return
+            except (av.FFmpegError, OSError):  # the rest of the file cannot be read: flush the decoder
+                self.corrupt_packets += 1
+                packet = None
+            try:
+                yield from self._stream.codec_context.decode(packet)
+            except av.InvalidDataError:
+                self.corrupt_packets += 1
+            if packet is None:
+                return
+
+    def _decode_into(self, frames: queue.Queue[VideoFrame | Exception | None], stop: threading.Event) -> None:
+        """Thread body: put VideoFrames, then an exception if one happened, then None, until ``stop``."""
+        start = self._stream.start_time or 0
+        count = 0
+        try:
+            for frame in itertools.islice(self._decoded(), self.max_frames):
+                time_s = count / self.info.fps if frame.pts is None else (frame.pts - start) * frame.time_base
+                rgb = np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
+                if not _put(frames, VideoFrame(count, float(time_s), rgb), stop):
+                    return
+                count += 1
+            if count == 0 and self.max_frames != 0:
+                raise LivefakeError(
+                    f"cannot read video '{self.path}': no frame could be decoded, the file is corrupt or its "
+                    "codec is unsupported; re-export it as H.264 MP4 or pick another clip"
+                )
+        except Exception as err:
+            _put(frames, err, stop)
+        finally:
+            _put(frames, None, stop)
+
+    def _stop_thread(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def close(self) -> None:
+        """Stop decoding and close the file; safe to call more than once."""
+        self._stop_thread()
+        self._container.close()
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _put(items: queue.Queue, item: object, stop: threading.Event) -> bool:
+    """Put ``item`` into the bounded queue, waiting for room; False if ``stop`` was set first."""
+    while not stop.is_set():
+        try:
+            items.put(item, timeout=0.05)
+            return True
+        except queue.Full:
+            pass
+    return False
+
+
+def _open_audio(path: str | Path | None) -> av.container.InputContainer | None:
+    """Open ``path`` for its first audio stream; None when no path is given or the file has no audio."""
+    if path is None:
+        return None
+    try:
+        source = av.open(str(path))
+    except (av.FFmpegError, OSError) as err:
+        raise LivefakeError(
+            f"cannot take audio from '{path}': {_reason(err)}; check the path or leave the audio out"
+        ) from None
+    if source.streams.audio and source.streams.audio[0].codec_context is not None:
+        return source
+    source.close()
+    return None
+
+
+class VideoWriter:
+    """Writes ``(height, width, 3)`` uint8 RGB frames to an H.264 (libx264, yuv420p) MP4, encoding in a thread.
+
+    Frame times count from the first frame written, so a driver's own ``time_s`` can be passed as is;
+    give ``audio_start_s`` = that first time to take ``audio_from``'s audio in sync (AAC/MP3 copied, other
+    codecs transcoded to AAC, cut at the video's end). Errors from the encoder thread surface on the next
+    :meth:`write` or on :meth:`close`. A writer closed before any frame leaves no file.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        width: int,
+        height: int,
+        fps: Fraction,
+        *,
+        audio_from: str | Path | None = None,
+        audio_start_s: float = 0.0,
+        crf: int = 18,
+        preset: str = "veryfast",
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        if width <= 0 or height <= 0 or width % 2 or height % 2:
+            raise ValueError(f"width and height must be positive and even, got {width}x{height}")
+        self.path = Path(path)
+        self.width, self.height, self.fps = width, height, Fraction(fps)
+        if not self.path.parent.is_dir():
+            raise LivefakeError(
+                f"cannot write video '{self.path}': the folder '{self.path.parent}' does not exist; "
+                "create it or choose another output path"
+            )
+        self._audio_source = _open_audio(audio_from)
+        try:
+            self._out = av.open(str(self.path), "w", format="mp4", options={"movflags": "+faststart"})
+        except (av.FFmpegError, OSError) as err:
+            raise LivefakeError(
+                f"cannot write video '{self.path}': {_reason(err)}; check that the folder is writable"
+            ) from None
+        self._out.metadata.update(metadata or {})
+        self._video = self._out.add_stream(
+            "libx264", rate=self.fps, options={"crf": str(crf), "preset": preset}
+        )
+        self._video.width, self._video.height, self._video.pix_fmt = width, height, "yuv420p"
+        self._video.time_base = self._video.codec_context.time_base = _TIME_BASE
+        try:
+            self._video.codec_context.open()
+        except av.FFmpegError:
+            self._out.close()
+            self.path.unlink(missing_ok=True)
+            raise LivefakeError(
+                f"cannot write video '{self.path}': libx264 rejects crf={crf} preset={preset!r}; "
+                "use a crf from 0 to 51 and a preset such as 'veryfast' or 'medium'"
+            ) from None
+        self._audio_end_s = float("inf")
+        self._audio_packets: Iterator[tuple[float, av.Packet]] = iter(())
+        if self._audio_source is not None:
+            source = self._audio_source.streams.audio[0]
+            copy = source.codec_context.codec.canonical_name in _COPIED_AUDIO
+            self._audio = (
+                self._out.add_stream_from_template(source)
+                if copy
+                else self._out.add_stream(
+                    "aac", rate=source.rate, layout="mono" if source.channels == 1 else "stereo"
+                )
+            )
+            self._audio_packets = self._audio_from(source, audio_start_s, copy)
+        self._pending_audio: tuple[float, av.Packet] | None = None
+        self._frame_ticks = round(1 / (self.fps * _TIME_BASE))
+        self._first_time_s: float | None = None
+        self._last_pts = -1
+        self._count = 0
+        self._error: Exception | None = None
+        self._queue: queue.Queue[av.VideoFrame | None] = queue.Queue(maxsize=_QUEUE_SIZE)
+        self._thread: threading.Thread | None = threading.Thread(
+            target=self._encode_loop, name="livefake-encode", daemon=True
+        )
+        self._thread.start()
+
+    def write(self, rgb: np.ndarray, time_s: float | None = None) -> None:
+        """Queue one ``(height, width, 3)`` uint8 RGB frame shown at ``time_s`` (None: frame index / fps)."""
+        self._raise_if_failed()
+        if self._thread is None:
+            raise ValueError("write() on a closed VideoWriter")
+        if (
+            not isinstance(rgb, np.ndarray)
+            or rgb.dtype != np.uint8
+            or rgb.shape != (self.height, self.width, 3)
+        ):
+            got = f"{rgb.shape} {rgb.dtype}" if isinstance(rgb, np.ndarray) else type(rgb).__name__
+            raise ValueError(f"expected ({self.height}, {self.width}, 3) uint8, got {got}")
+        t = self._count / self.fps if time_s is None else time_s
+        if self._first_time_s is None:
+            self._first_time_s = t
+        pts = max(round((t - self._first_time_s) / _TIME_BASE), self._last_pts + 1)
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")  # a copy: the caller may reuse rgb
+        frame.pts, frame.time_base, frame.duration = pts, _TIME_BASE, self._frame_ticks
+        self._last_pts, self._count = pts, self._count + 1
+        self._queue.put(frame)
+
+    def _encode_loop(self) -> None:
+        """Thread body: encode and mux queued frames until None; after an error, only drain the queue."""
+        while (frame := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._encode(frame)
+                except Exception as err:
+                    self._error = err
+
+    def _encode(self, frame: av.VideoFrame | None) -> None:
+        """Encode ``frame`` (None: flush) and mux its packets, with the audio that plays before them."""
+        for packet in self._video.encode(frame):
+            self._out.mux(packet)
+            self._mux_audio(float(packet.dts * packet.time_base))
+
+    def _mux_audio(self, until_s: float) -> None:
+        """Mux the output audio packets that start before ``until_s`` seconds."""
+        if self._pending_audio is None:
+            self._pending_audio = next(self._audio_packets, None)
+        while self._pending_audio is not None and self._pending_audio[0] < until_s:
+            self._out.mux(self._pending_audio[1])
+            self._pending_audio = next(self._audio_packets, None)
+
+    def _audio_from(
+        self, source: av.audio.stream.AudioStream, start_s: float, copy: bool
+    ) -> Iterator[tuple[float, av.Packet]]:
+        """(output time in s, packet) for the output audio: ``source`` from ``start_s`` to the video's end."""
+        offset = round(start_s / source.time_base)
+        for packet in source.container.demux(source):
+            if packet.pts is None:
+                continue
+            t = float((packet.pts - offset) * source.time_base)
+            if t >= self._audio_end_s:
+                break
+            if t + float(packet.duration * source.time_base) <= -_AUDIO_PREROLL_S:
+                continue
+            if copy:
+                packet.pts -= offset
+                if packet.dts is not None:
+                    packet.dts -= offset
+                packet.stream = self._audio
+                yield t, packet
+                continue
+            try:
+                frames = packet.decode()
+            except av.InvalidDataError:
+                continue
+            for frame in frames:
+                frame_t = t if frame.time is None else frame.time - start_s
+                frame.pts, frame.time_base = (
+                    round(frame_t * frame.sample_rate),
+                    Fraction(1, frame.sample_rate),
+                )
+                yield from ((float(p.pts * p.time_base), p) for p in self._audio.encode(frame))
+        if not copy:
+            yield from ((float(p.pts * p.time_base), p) for p in self._audio.encode(None))
+
+    def _raise_if_failed(self) -> None:
+        if isinstance(self._error, LivefakeError):
+            raise self._error
+        if self._error is not None:
+            raise LivefakeError(
+                f"cannot write video '{self.path}': {_reason(self._error)}; "
+                "check free disk space and that the folder is writable"
+            ) from self._error
+
+    def close(self) -> None:
+        """Flush the encoder, add the audio up to the video's end and finish the file; safe to call twice."""
+        if self._thread is None:
+            return
+        self._queue.put(None)
+        self._thread.join()
+        self._thread = None
+        try:
+            if self._error is None and self._count:
+                self._encode(None)
+                self._audio_end_s = float((self._last_pts + self._frame_ticks) * _TIME_BASE)
+                self._mux_audio(self._audio_end_s)
+        except Exception as err:
+            self._error = err
+        finally:
+            if self._audio_source is not None:
+                self._audio_source.close()
+            try:
+                self._out.close()
+            except Exception as err:
+                self._error = self._error or err
+        if not self._count:
+            self.path.unlink(missing_ok=True)
+        self._raise_if_failed()
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
