@@ -1,7 +1,7 @@
-"""Video files in and out with PyAV; decoding and encoding run in background threads.
+"""Video files in and out with PyAV, decoding and encoding in background threads.
 
-Frames are ``(H, W, 3)`` uint8 RGB arrays. Times are seconds from the stream start, taken from the real
-timestamps, so variable-frame-rate clips keep their timing and the output stays in sync with its audio.
+Frames are ``(H, W, 3)`` uint8 RGB arrays; times are seconds taken from the real timestamps, so
+variable-frame-rate clips keep their timing and the output stays in sync with its audio.
 """
 
 from __future__ import annotations
@@ -21,13 +21,18 @@ from livefake.errors import LivefakeError
 
 _QUEUE_SIZE = 8
 _TIME_BASE = Fraction(1, 90000)  # output video clock: exact for 24, 25, 30, 60 and 30000/1001 fps
-_COPIED_AUDIO = {"aac", "mp3"}  # MP4 takes these as they are; anything else is transcoded to AAC
-_AUDIO_PREROLL_S = 0.05  # audio kept before the start so the decoder warms up; the MP4 edit list hides it
+_COPIED_AUDIO = {"aac", "mp3"}  # MP4 takes these as they are; other codecs are transcoded to AAC
+_AUDIO_PREROLL_S = 0.05  # copied audio before the start warms up the decoder; the MP4 edit list hides it
 
 
 def _reason(err: Exception) -> str:
-    """FFmpeg's short reason for ``err`` ("Invalid data found when processing input"), else ``str(err)``."""
+    """FFmpeg's short reason for ``err`` (e.g. "Permission denied"), else its first line."""
     return getattr(err, "strerror", None) or str(err).splitlines()[0]
+
+
+def _error(action: str, what: str, todo: str) -> LivefakeError:
+    """The one-line user-facing error: ``cannot <action>: <what>; <todo>``."""
+    return LivefakeError(f"cannot {action}: {what}; {todo}")
 
 
 @dataclass(frozen=True)
@@ -44,59 +49,52 @@ class VideoInfo:
 
 @dataclass(frozen=True)
 class VideoFrame:
-    """One decoded frame: ``rgb`` is ``(H, W, 3)`` uint8 RGB, C-contiguous."""
+    """One decoded frame; ``rgb`` is ``(H, W, 3)`` uint8 RGB, C-contiguous."""
 
-    index: int  # 0-based, in decode (= presentation) order
+    index: int  # 0-based, in decode order
     time_s: float  # presentation time in seconds from the stream start
     rgb: np.ndarray
 
 
 class VideoReader:
-    """Reads the first video stream of a file as :class:`VideoFrame` objects, decoding ahead in a thread.
+    """Reads a file's first video stream as :class:`VideoFrame` objects, decoding ahead in a thread.
 
-    Opening checks the file; ``info`` describes it. Iterating decodes from the start each time, at most
-    ``max_frames`` frames. A packet that fails to decode is skipped and counted in ``corrupt_packets``;
-    a file cut short just ends early. Use it as a context manager or call :meth:`close`.
+    Opening checks the file and fills ``info``. Each iteration decodes from the start, at most ``max_frames``
+    frames; a packet that fails to decode is skipped and counted in ``corrupt_packets``, a file cut short
+    just ends early. Use it as a context manager or call :meth:`close`.
     """
 
     def __init__(self, path: str | Path, *, max_frames: int | None = None) -> None:
-        self.path = Path(path)
-        self.max_frames = max_frames
-        self.corrupt_packets = 0
+        self.path, self.max_frames, self.corrupt_packets = Path(path), max_frames, 0
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._started = False
         if not self.path.is_file():
-            raise LivefakeError(f"cannot read video '{self.path}': no such file; check the path")
+            raise LivefakeError(f"cannot read video '{self.path}': there is no such file; check the path")
         try:
             self._container = av.open(str(self.path))
-        except av.InvalidDataError:
+        except (av.FFmpegError, OSError) as err:
+            why = "it is not a video, or it is truncated or corrupt"
             raise LivefakeError(
-                f"cannot read video '{self.path}': it is not a video, or it is truncated or corrupt; "
+                f"cannot read video '{self.path}': {why if isinstance(err, av.InvalidDataError) else _reason(err)}; "
                 "re-export it or pick another clip"
             ) from None
-        except (av.FFmpegError, OSError) as err:
-            raise LivefakeError(f"cannot read video '{self.path}': {_reason(err)}; check the file") from None
         streams = self._container.streams
         if not streams.video or streams.video[0].codec_context is None or not streams.video[0].width:
             self._container.close()
             raise LivefakeError(
                 f"cannot read video '{self.path}': it has no video stream that can be decoded; "
-                "pick a video file (for example H.264 MP4)"
+                "pick a video file (H.264 MP4 works)"
             )
         self._stream = streams.video[0]
-        self._stream.thread_type = "AUTO"
-        duration_s = None
-        if self._stream.duration and self._stream.time_base:
-            duration_s = float(self._stream.duration * self._stream.time_base)
-        elif self._container.duration:
-            duration_s = self._container.duration / av.time_base
+        self._stream.thread_type = "AUTO"  # frame and slice threads in the decoder
+        duration = self._stream.duration and self._stream.duration * self._stream.time_base
         self.info = VideoInfo(
             width=self._stream.width,
             height=self._stream.height,
             fps=Fraction(self._stream.average_rate or self._stream.guessed_rate or 30),
             frame_count=self._stream.frames or None,
-            duration_s=duration_s,
+            duration_s=float(duration or (self._container.duration or 0) / av.time_base) or None,
             has_audio=bool(streams.audio),
         )
 
@@ -104,13 +102,10 @@ class VideoReader:
         self._stop_thread()
         if self._started:
             self._container.seek(0)
-        self._started = True
-        self.corrupt_packets = 0
+        self._started, self.corrupt_packets = True, 0
         frames: queue.Queue[VideoFrame | Exception | None] = queue.Queue(maxsize=_QUEUE_SIZE)
         self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._decode_into, args=(frames, self._stop), name="livefake-decode", daemon=True
-        )
+        self._thread = threading.Thread(target=self._decode_into, args=(frames, self._stop), daemon=True)
         self._thread.start()
         try:
             while (item := frames.get()) is not None:
@@ -127,27 +122,20 @@ class VideoReader:
             self._stop_thread()
 
     def _decoded(self) -> Iterator[av.VideoFrame]:
-        """Decoded frames; a packet that fails to decode is skipped, a read error ends the stream."""
-        packets = self._container.demux(self._stream)
-        while True:
-            try:
-                packet = next(packets)
-            except StopIteration:
-                return
-            except (av.FFmpegError, OSError):  # the rest of the file cannot be read: flush the decoder
-                self.corrupt_packets += 1
-                packet = None
-            try:
-                yield from self._stream.codec_context.decode(packet)
-            except av.InvalidDataError:
-                self.corrupt_packets += 1
-            if packet is None:
-                return
+        """Decoded frames: a packet that fails to decode is skipped, a read error ends the stream."""
+        try:
+            for packet in self._container.demux(self._stream):
+                try:
+                    yield from packet.decode()
+                except av.InvalidDataError:
+                    self.corrupt_packets += 1
+        except (av.FFmpegError, OSError):  # the rest of the file cannot be read: flush the decoder
+            self.corrupt_packets += 1
+            yield from self._stream.codec_context.decode(None)
 
-    def _decode_into(self, frames: queue.Queue[VideoFrame | Exception | None], stop: threading.Event) -> None:
+    def _decode_into(self, frames: queue.Queue, stop: threading.Event) -> None:
         """Thread body: put VideoFrames, then an exception if one happened, then None, until ``stop``."""
-        start = self._stream.start_time or 0
-        count = 0
+        start, count = self._stream.start_time or 0, 0
         try:
             for frame in itertools.islice(self._decoded(), self.max_frames):
                 time_s = count / self.info.fps if frame.pts is None else (frame.pts - start) * frame.time_base
@@ -157,8 +145,8 @@ class VideoReader:
                 count += 1
             if count == 0 and self.max_frames != 0:
                 raise LivefakeError(
-                    f"cannot read video '{self.path}': no frame could be decoded, the file is corrupt or its "
-                    "codec is unsupported; re-export it as H.264 MP4 or pick another clip"
+                    f"cannot read video '{self.path}': no frame could be decoded (corrupt file or unsupported "
+                    "codec); re-export it as H.264 MP4 or pick another clip"
                 )
         except Exception as err:
             _put(frames, err, stop)
@@ -183,39 +171,12 @@ class VideoReader:
         self.close()
 
 
-def _put(items: queue.Queue, item: object, stop: threading.Event) -> bool:
-    """Put ``item`` into the bounded queue, waiting for room; False if ``stop`` was set first."""
-    while not stop.is_set():
-        try:
-            items.put(item, timeout=0.05)
-            return True
-        except queue.Full:
-            pass
-    return False
-
-
-def _open_audio(path: str | Path | None) -> av.container.InputContainer | None:
-    """Open ``path`` for its first audio stream; None when no path is given or the file has no audio."""
-    if path is None:
-        return None
-    try:
-        source = av.open(str(path))
-    except (av.FFmpegError, OSError) as err:
-        raise LivefakeError(
-            f"cannot take audio from '{path}': {_reason(err)}; check the path or leave the audio out"
-        ) from None
-    if source.streams.audio and source.streams.audio[0].codec_context is not None:
-        return source
-    source.close()
-    return None
-
-
 class VideoWriter:
     """Writes ``(height, width, 3)`` uint8 RGB frames to an H.264 (libx264, yuv420p) MP4, encoding in a thread.
 
-    Frame times count from the first frame written, so a driver's own ``time_s`` can be passed as is;
-    give ``audio_start_s`` = that first time to take ``audio_from``'s audio in sync (AAC/MP3 copied, other
-    codecs transcoded to AAC, cut at the video's end). Errors from the encoder thread surface on the next
+    Frame times count from the first frame written, so a driver's ``time_s`` can be passed as is, with
+    ``audio_start_s`` = that first time to take ``audio_from``'s audio in sync (AAC/MP3 copied, other codecs
+    transcoded to AAC, cut at the video's end). Errors of the encoder thread surface on the next
     :meth:`write` or on :meth:`close`. A writer closed before any frame leaves no file.
     """
 
@@ -234,14 +195,20 @@ class VideoWriter:
     ) -> None:
         if width <= 0 or height <= 0 or width % 2 or height % 2:
             raise ValueError(f"width and height must be positive and even, got {width}x{height}")
-        self.path = Path(path)
-        self.width, self.height, self.fps = width, height, Fraction(fps)
+        self.path, self.width, self.height, self.fps = Path(path), width, height, Fraction(fps)
         if not self.path.parent.is_dir():
             raise LivefakeError(
                 f"cannot write video '{self.path}': the folder '{self.path.parent}' does not exist; "
                 "create it or choose another output path"
             )
-        self._audio_source = _open_audio(audio_from)
+        self._audio_source = None
+        if audio_from is not None:
+            try:
+                self._audio_source = av.open(str(audio_from))
+            except (av.FFmpegError, OSError) as err:
+                raise LivefakeError(
+                    f"cannot take audio from '{audio_from}': {_reason(err)}; check the path or leave the audio out"
+                ) from None
         try:
             self._out = av.open(str(self.path), "w", format="mp4", options={"movflags": "+faststart"})
         except (av.FFmpegError, OSError) as err:
@@ -249,9 +216,7 @@ class VideoWriter:
                 f"cannot write video '{self.path}': {_reason(err)}; check that the folder is writable"
             ) from None
         self._out.metadata.update(metadata or {})
-        self._video = self._out.add_stream(
-            "libx264", rate=self.fps, options={"crf": str(crf), "preset": preset}
-        )
+        self._video = self._out.add_stream("libx264", rate=self.fps, options={"crf": str(crf), "preset": preset})
         self._video.width, self._video.height, self._video.pix_fmt = width, height, "yuv420p"
         self._video.time_base = self._video.codec_context.time_base = _TIME_BASE
         try:
@@ -265,27 +230,22 @@ class VideoWriter:
             ) from None
         self._audio_end_s = float("inf")
         self._audio_packets: Iterator[tuple[float, av.Packet]] = iter(())
-        if self._audio_source is not None:
+        if self._audio_source is not None and self._audio_source.streams.audio:
             source = self._audio_source.streams.audio[0]
             copy = source.codec_context.codec.canonical_name in _COPIED_AUDIO
+            layout = "mono" if source.channels == 1 else "stereo"
             self._audio = (
                 self._out.add_stream_from_template(source)
                 if copy
-                else self._out.add_stream(
-                    "aac", rate=source.rate, layout="mono" if source.channels == 1 else "stereo"
-                )
+                else self._out.add_stream("aac", rate=source.rate, layout=layout)
             )
             self._audio_packets = self._audio_from(source, audio_start_s, copy)
         self._pending_audio: tuple[float, av.Packet] | None = None
         self._frame_ticks = round(1 / (self.fps * _TIME_BASE))
         self._first_time_s: float | None = None
-        self._last_pts = -1
-        self._count = 0
-        self._error: Exception | None = None
+        self._last_pts, self._count, self._error = -1, 0, None
         self._queue: queue.Queue[av.VideoFrame | None] = queue.Queue(maxsize=_QUEUE_SIZE)
-        self._thread: threading.Thread | None = threading.Thread(
-            target=self._encode_loop, name="livefake-encode", daemon=True
-        )
+        self._thread: threading.Thread | None = threading.Thread(target=self._encode_loop, daemon=True)
         self._thread.start()
 
     def write(self, rgb: np.ndarray, time_s: float | None = None) -> None:
@@ -293,16 +253,11 @@ class VideoWriter:
         self._raise_if_failed()
         if self._thread is None:
             raise ValueError("write() on a closed VideoWriter")
-        if (
-            not isinstance(rgb, np.ndarray)
-            or rgb.dtype != np.uint8
-            or rgb.shape != (self.height, self.width, 3)
-        ):
+        if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.shape != (self.height, self.width, 3):
             got = f"{rgb.shape} {rgb.dtype}" if isinstance(rgb, np.ndarray) else type(rgb).__name__
             raise ValueError(f"expected ({self.height}, {self.width}, 3) uint8, got {got}")
         t = self._count / self.fps if time_s is None else time_s
-        if self._first_time_s is None:
-            self._first_time_s = t
+        self._first_time_s = t if self._first_time_s is None else self._first_time_s
         pts = max(round((t - self._first_time_s) / _TIME_BASE), self._last_pts + 1)
         frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")  # a copy: the caller may reuse rgb
         frame.pts, frame.time_base, frame.duration = pts, _TIME_BASE, self._frame_ticks
@@ -310,7 +265,7 @@ class VideoWriter:
         self._queue.put(frame)
 
     def _encode_loop(self) -> None:
-        """Thread body: encode and mux queued frames until None; after an error, only drain the queue."""
+        """Thread body: encode queued frames until None; after an error, only drain the queue."""
         while (frame := self._queue.get()) is not None:
             if self._error is None:
                 try:
@@ -319,15 +274,14 @@ class VideoWriter:
                     self._error = err
 
     def _encode(self, frame: av.VideoFrame | None) -> None:
-        """Encode ``frame`` (None: flush) and mux its packets, with the audio that plays before them."""
+        """Encode ``frame`` (None: flush) and mux its packets, each after the audio that plays before it."""
         for packet in self._video.encode(frame):
-            self._out.mux(packet)
             self._mux_audio(float(packet.dts * packet.time_base))
+            self._out.mux(packet)
 
     def _mux_audio(self, until_s: float) -> None:
         """Mux the output audio packets that start before ``until_s`` seconds."""
-        if self._pending_audio is None:
-            self._pending_audio = next(self._audio_packets, None)
+        self._pending_audio = self._pending_audio or next(self._audio_packets, None)
         while self._pending_audio is not None and self._pending_audio[0] < until_s:
             self._out.mux(self._pending_audio[1])
             self._pending_audio = next(self._audio_packets, None)
@@ -335,7 +289,7 @@ class VideoWriter:
     def _audio_from(
         self, source: av.audio.stream.AudioStream, start_s: float, copy: bool
     ) -> Iterator[tuple[float, av.Packet]]:
-        """(output time in s, packet) for the output audio: ``source`` from ``start_s`` to the video's end."""
+        """(output time in s, packet) of the output audio: ``source`` from ``start_s`` to the video's end."""
         offset = round(start_s / source.time_base)
         for packet in source.container.demux(source):
             if packet.pts is None:
@@ -346,10 +300,7 @@ class VideoWriter:
             if t + float(packet.duration * source.time_base) <= -_AUDIO_PREROLL_S:
                 continue
             if copy:
-                packet.pts -= offset
-                if packet.dts is not None:
-                    packet.dts -= offset
-                packet.stream = self._audio
+                packet.pts, packet.dts, packet.stream = packet.pts - offset, packet.pts - offset, self._audio
                 yield t, packet
                 continue
             try:
@@ -358,21 +309,16 @@ class VideoWriter:
                 continue
             for frame in frames:
                 frame_t = t if frame.time is None else frame.time - start_s
-                frame.pts, frame.time_base = (
-                    round(frame_t * frame.sample_rate),
-                    Fraction(1, frame.sample_rate),
-                )
+                frame.pts, frame.time_base = round(frame_t * frame.rate), Fraction(1, frame.rate)
                 yield from ((float(p.pts * p.time_base), p) for p in self._audio.encode(frame))
         if not copy:
             yield from ((float(p.pts * p.time_base), p) for p in self._audio.encode(None))
 
     def _raise_if_failed(self) -> None:
-        if isinstance(self._error, LivefakeError):
-            raise self._error
         if self._error is not None:
             raise LivefakeError(
                 f"cannot write video '{self.path}': {_reason(self._error)}; "
-                "check free disk space and that the folder is writable"
+                "check the free disk space and the audio source, or write elsewhere"
             ) from self._error
 
     def close(self) -> None:
@@ -389,11 +335,10 @@ class VideoWriter:
                 self._mux_audio(self._audio_end_s)
         except Exception as err:
             self._error = err
-        finally:
-            if self._audio_source is not None:
-                self._audio_source.close()
+        for container in (self._out, self._audio_source):
             try:
-                self._out.close()
+                if container is not None:
+                    container.close()  # the output writes its index here
             except Exception as err:
                 self._error = self._error or err
         if not self._count:
@@ -403,5 +348,9 @@ class VideoWriter:
     def __enter__(self) -> VideoWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        try:
+            self.close()
+        except LivefakeError:
+            if exc_type is None:  # else the error that ended the block (often the same one) is raised
+                raise
