@@ -71,7 +71,7 @@ def run(argv: list[str] | None = None) -> int:
     else:
         report = render_demo(args.output, options, source=args.source, seconds=args.seconds)
     lost = report.frames - report.faces_found
-    note = f"; no face in {lost} driving frames (held, then eased to neutral)" if lost and args.command == "render" else ""
+    note = f"; no face in {lost} driving frames (held, then eased to neutral)" if lost else ""
     print(f"wrote {report.output} ({report.frames} frames, {report.fps:.1f} fps{note})")
     return 0
 

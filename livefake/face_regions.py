@@ -30,7 +30,7 @@ LEFT_EYE = (263, 466, 388, 387, 386, 385, 384, 398, 362, 382, 381, 380, 374, 373
 RIGHT_EYE_LID_PAIRS = ((246, 7), (161, 163), (160, 144), (159, 145), (158, 153), (157, 154), (173, 155))
 LEFT_EYE_LID_PAIRS = ((466, 249), (388, 390), (387, 373), (386, 374), (385, 380), (384, 381), (398, 382))
 RIGHT_EYE_CORNERS = (33, 133)
-LEFT_EYE_CORNERS = (263, 362)
+LEFT_EYE_CORNERS = (362, 263)  # corners run from the image's left to its right
 RIGHT_IRIS = (468, 469, 470, 471, 472)
 LEFT_IRIS = (473, 474, 475, 476, 477)
 
@@ -46,14 +46,14 @@ RIGID = (
 
 
 def lid_gap_ratio(points: np.ndarray, pairs: tuple[tuple[int, int], ...], corners: tuple[int, int]) -> float:
-    """Mean distance between paired upper and lower lid points over the eye width (about 0.3 open, 0 shut).
-
-    ``points``: (478, 2 or 3) landmarks in any consistent unit.
-    """
+    """Mean gap between paired upper and lower lid points, across the eye, over the eye width
+    (about 0.3 open, 0 shut, negative if the lids cross). ``points``: (478, 2+) in any consistent unit."""
     up = points[[p[0] for p in pairs], :2]
     low = points[[p[1] for p in pairs], :2]
-    width = float(np.linalg.norm(points[corners[0], :2] - points[corners[1], :2]))
-    return float(np.linalg.norm(up - low, axis=1).mean()) / max(width, 1e-6)
+    axis = points[corners[1], :2] - points[corners[0], :2]
+    width = float(np.linalg.norm(axis))
+    across = np.array([-axis[1], axis[0]]) / max(width, 1e-6)
+    return float(((low - up) @ across).mean()) / max(width, 1e-6)
 
 
 def eye_openness(points: np.ndarray) -> float:

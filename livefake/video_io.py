@@ -6,6 +6,7 @@ variable-frame-rate clips keep their timing and the output stays in sync with it
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import queue
 import threading
@@ -23,16 +24,14 @@ _QUEUE_SIZE = 8
 _TIME_BASE = Fraction(1, 90000)  # output video clock: exact for 24, 25, 30, 60 and 30000/1001 fps
 _COPIED_AUDIO = {"aac", "mp3"}  # MP4 takes these as they are; other codecs are transcoded to AAC
 _AUDIO_PREROLL_S = 0.05  # copied audio before the start warms up the decoder; the MP4 edit list hides it
+_PICK_ANOTHER = "re-export it or pick another clip"
 
 
-def _reason(err: Exception) -> str:
-    """FFmpeg's short reason for ``err`` (e.g. "Permission denied"), else its first line."""
-    return getattr(err, "strerror", None) or str(err).splitlines()[0]
-
-
-def _error(action: str, what: str, todo: str) -> LivefakeError:
-    """The one-line user-facing error: ``cannot <action>: <what>; <todo>``."""
-    return LivefakeError(f"cannot {action}: {what}; {todo}")
+def _error(action: str, why: str | Exception, todo: str) -> LivefakeError:
+    """The one-line user-facing error ``cannot <action>: <why>; <todo>`` (an FFmpeg error gives its reason)."""
+    if isinstance(why, Exception):
+        why = getattr(why, "strerror", None) or str(why).splitlines()[0]
+    return LivefakeError(f"cannot {action}: {why}; {todo}")
 
 
 @dataclass(frozen=True)
@@ -68,56 +67,43 @@ class VideoReader:
         self.path, self.max_frames, self.corrupt_packets = Path(path), max_frames, 0
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._frames: queue.Queue[VideoFrame | Exception | None] = queue.Queue(maxsize=_QUEUE_SIZE)
         self._started = False
+        action = f"read video '{self.path}'"
         if not self.path.is_file():
-            raise LivefakeError(f"cannot read video '{self.path}': there is no such file; check the path")
+            raise _error(action, "there is no such file", "check the path")
         try:
             self._container = av.open(str(self.path))
+        except av.InvalidDataError:
+            raise _error(action, "it is not a video, or it is truncated or corrupt", _PICK_ANOTHER) from None
         except (av.FFmpegError, OSError) as err:
-            why = "it is not a video, or it is truncated or corrupt"
-            raise LivefakeError(
-                f"cannot read video '{self.path}': {why if isinstance(err, av.InvalidDataError) else _reason(err)}; "
-                "re-export it or pick another clip"
-            ) from None
+            raise _error(action, err, "check the file") from None
         streams = self._container.streams
         if not streams.video or streams.video[0].codec_context is None or not streams.video[0].width:
             self._container.close()
-            raise LivefakeError(
-                f"cannot read video '{self.path}': it has no video stream that can be decoded; "
-                "pick a video file (H.264 MP4 works)"
-            )
-        self._stream = streams.video[0]
-        self._stream.thread_type = "AUTO"  # frame and slice threads in the decoder
-        duration = self._stream.duration and self._stream.duration * self._stream.time_base
-        self.info = VideoInfo(
-            width=self._stream.width,
-            height=self._stream.height,
-            fps=Fraction(self._stream.average_rate or self._stream.guessed_rate or 30),
-            frame_count=self._stream.frames or None,
-            duration_s=float(duration or (self._container.duration or 0) / av.time_base) or None,
-            has_audio=bool(streams.audio),
-        )
+            raise _error(action, "it has no video stream that can be decoded", "pick a video (H.264 MP4 works)")
+        self._stream = stream = streams.video[0]
+        stream.thread_type = "AUTO"  # frame and slice threads in the decoder
+        duration = stream.duration and stream.duration * stream.time_base
+        duration = duration or (self._container.duration or 0) / av.time_base
+        self.info = VideoInfo(stream.width, stream.height, Fraction(stream.average_rate or stream.guessed_rate or 30),
+                              stream.frames or None, float(duration) or None, bool(streams.audio))
 
     def __iter__(self) -> Iterator[VideoFrame]:
         self._stop_thread()
         if self._started:
             self._container.seek(0)
-        self._started, self.corrupt_packets = True, 0
-        frames: queue.Queue[VideoFrame | Exception | None] = queue.Queue(maxsize=_QUEUE_SIZE)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._decode_into, args=(frames, self._stop), daemon=True)
+        self._started, self.corrupt_packets, self._stop = True, 0, threading.Event()
+        self._thread = threading.Thread(target=self._decode_into, args=(self._stop,), daemon=True)
         self._thread.start()
         try:
-            while (item := frames.get()) is not None:
+            while (item := self._frames.get()) is not None:
                 if isinstance(item, VideoFrame):
                     yield item
                 elif isinstance(item, LivefakeError):
                     raise item
                 else:
-                    raise LivefakeError(
-                        f"cannot read video '{self.path}': decoding failed ({_reason(item)}); "
-                        "re-export it or pick another clip"
-                    ) from item
+                    raise _error(f"read video '{self.path}'", item, _PICK_ANOTHER) from item
         finally:
             self._stop_thread()
 
@@ -133,31 +119,33 @@ class VideoReader:
             self.corrupt_packets += 1
             yield from self._stream.codec_context.decode(None)
 
-    def _decode_into(self, frames: queue.Queue, stop: threading.Event) -> None:
-        """Thread body: put VideoFrames, then an exception if one happened, then None, until ``stop``."""
+    def _decode_into(self, stop: threading.Event) -> None:
+        """Thread body: queue VideoFrames, then an exception if one happened, then None; ends at ``stop``."""
         start, count = self._stream.start_time or 0, 0
         try:
             for frame in itertools.islice(self._decoded(), self.max_frames):
                 time_s = count / self.info.fps if frame.pts is None else (frame.pts - start) * frame.time_base
                 rgb = np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
-                if not _put(frames, VideoFrame(count, float(time_s), rgb), stop):
+                if stop.is_set():
                     return
+                self._frames.put(VideoFrame(count, float(time_s), rgb))
                 count += 1
             if count == 0 and self.max_frames != 0:
-                raise LivefakeError(
-                    f"cannot read video '{self.path}': no frame could be decoded (corrupt file or unsupported "
-                    "codec); re-export it as H.264 MP4 or pick another clip"
-                )
+                why = "no frame could be decoded (corrupt file or unsupported codec)"
+                raise _error(f"read video '{self.path}'", why, _PICK_ANOTHER)
         except Exception as err:
-            _put(frames, err, stop)
+            self._frames.put(err)
         finally:
-            _put(frames, None, stop)
+            self._frames.put(None)
 
     def _stop_thread(self) -> None:
+        """Stop the decoding thread, emptying the queue so that it cannot block on a full one."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        while self._thread is not None and self._thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                self._frames.get(timeout=0.01)
+        self._thread = None
+        self._frames = queue.Queue(maxsize=_QUEUE_SIZE)
 
     def close(self) -> None:
         """Stop decoding and close the file; safe to call more than once."""
@@ -181,40 +169,24 @@ class VideoWriter:
     """
 
     def __init__(
-        self,
-        path: str | Path,
-        width: int,
-        height: int,
-        fps: Fraction,
-        *,
-        audio_from: str | Path | None = None,
-        audio_start_s: float = 0.0,
-        crf: int = 18,
-        preset: str = "veryfast",
-        metadata: dict[str, str] | None = None,
+        self, path: str | Path, width: int, height: int, fps: Fraction, *, audio_from: str | Path | None = None,
+        audio_start_s: float = 0.0, crf: int = 18, preset: str = "veryfast", metadata: dict[str, str] | None = None,
     ) -> None:
         if width <= 0 or height <= 0 or width % 2 or height % 2:
             raise ValueError(f"width and height must be positive and even, got {width}x{height}")
         self.path, self.width, self.height, self.fps = Path(path), width, height, Fraction(fps)
+        action = f"write video '{self.path}'"
         if not self.path.parent.is_dir():
-            raise LivefakeError(
-                f"cannot write video '{self.path}': the folder '{self.path.parent}' does not exist; "
-                "create it or choose another output path"
-            )
-        self._audio_source = None
-        if audio_from is not None:
-            try:
-                self._audio_source = av.open(str(audio_from))
-            except (av.FFmpegError, OSError) as err:
-                raise LivefakeError(
-                    f"cannot take audio from '{audio_from}': {_reason(err)}; check the path or leave the audio out"
-                ) from None
+            why = f"the folder '{self.path.parent}' does not exist"
+            raise _error(action, why, "create it or choose another output path")
+        try:
+            self._audio_source = None if audio_from is None else av.open(str(audio_from))
+        except (av.FFmpegError, OSError) as err:
+            raise _error(f"take audio from '{audio_from}'", err, "check the path or leave the audio out") from None
         try:
             self._out = av.open(str(self.path), "w", format="mp4", options={"movflags": "+faststart"})
         except (av.FFmpegError, OSError) as err:
-            raise LivefakeError(
-                f"cannot write video '{self.path}': {_reason(err)}; check that the folder is writable"
-            ) from None
+            raise _error(action, err, "check that the folder is writable") from None
         self._out.metadata.update(metadata or {})
         self._video = self._out.add_stream("libx264", rate=self.fps, options={"crf": str(crf), "preset": preset})
         self._video.width, self._video.height, self._video.pix_fmt = width, height, "yuv420p"
@@ -224,21 +196,16 @@ class VideoWriter:
         except av.FFmpegError:
             self._out.close()
             self.path.unlink(missing_ok=True)
-            raise LivefakeError(
-                f"cannot write video '{self.path}': libx264 rejects crf={crf} preset={preset!r}; "
-                "use a crf from 0 to 51 and a preset such as 'veryfast' or 'medium'"
-            ) from None
+            why = f"libx264 rejects crf={crf} preset={preset!r}"
+            raise _error(action, why, "use a crf from 0 to 51 and a preset such as 'veryfast'") from None
         self._audio_end_s = float("inf")
         self._audio_packets: Iterator[tuple[float, av.Packet]] = iter(())
         if self._audio_source is not None and self._audio_source.streams.audio:
             source = self._audio_source.streams.audio[0]
             copy = source.codec_context.codec.canonical_name in _COPIED_AUDIO
             layout = "mono" if source.channels == 1 else "stereo"
-            self._audio = (
-                self._out.add_stream_from_template(source)
-                if copy
-                else self._out.add_stream("aac", rate=source.rate, layout=layout)
-            )
+            self._audio = (self._out.add_stream_from_template(source) if copy
+                           else self._out.add_stream("aac", rate=source.rate, layout=layout))
             self._audio_packets = self._audio_from(source, audio_start_s, copy)
         self._pending_audio: tuple[float, av.Packet] | None = None
         self._frame_ticks = round(1 / (self.fps * _TIME_BASE))
@@ -286,9 +253,7 @@ class VideoWriter:
             self._out.mux(self._pending_audio[1])
             self._pending_audio = next(self._audio_packets, None)
 
-    def _audio_from(
-        self, source: av.audio.stream.AudioStream, start_s: float, copy: bool
-    ) -> Iterator[tuple[float, av.Packet]]:
+    def _audio_from(self, source: av.AudioStream, start_s: float, copy: bool) -> Iterator[tuple[float, av.Packet]]:
         """(output time in s, packet) of the output audio: ``source`` from ``start_s`` to the video's end."""
         offset = round(start_s / source.time_base)
         for packet in source.container.demux(source):
@@ -303,23 +268,18 @@ class VideoWriter:
                 packet.pts, packet.dts, packet.stream = packet.pts - offset, packet.pts - offset, self._audio
                 yield t, packet
                 continue
-            try:
-                frames = packet.decode()
-            except av.InvalidDataError:
-                continue
-            for frame in frames:
-                frame_t = t if frame.time is None else frame.time - start_s
-                frame.pts, frame.time_base = round(frame_t * frame.rate), Fraction(1, frame.rate)
-                yield from ((float(p.pts * p.time_base), p) for p in self._audio.encode(frame))
+            with contextlib.suppress(av.InvalidDataError):  # a corrupt audio packet is left out
+                for frame in packet.decode():
+                    frame_t = t if frame.time is None else frame.time - start_s
+                    frame.pts, frame.time_base = round(frame_t * frame.rate), Fraction(1, frame.rate)
+                    yield from ((float(p.pts * p.time_base), p) for p in self._audio.encode(frame))
         if not copy:
             yield from ((float(p.pts * p.time_base), p) for p in self._audio.encode(None))
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:
-            raise LivefakeError(
-                f"cannot write video '{self.path}': {_reason(self._error)}; "
-                "check the free disk space and the audio source, or write elsewhere"
-            ) from self._error
+            todo = "check the free disk space and the audio source, or write elsewhere"
+            raise _error(f"write video '{self.path}'", self._error, todo) from self._error
 
     def close(self) -> None:
         """Flush the encoder, add the audio up to the video's end and finish the file; safe to call twice."""
@@ -335,10 +295,9 @@ class VideoWriter:
                 self._mux_audio(self._audio_end_s)
         except Exception as err:
             self._error = err
-        for container in (self._out, self._audio_source):
+        for container in filter(None, (self._out, self._audio_source)):
             try:
-                if container is not None:
-                    container.close()  # the output writes its index here
+                container.close()  # the output writes its index here
             except Exception as err:
                 self._error = self._error or err
         if not self._count:
@@ -352,5 +311,5 @@ class VideoWriter:
         try:
             self.close()
         except LivefakeError:
-            if exc_type is None:  # else the error that ended the block (often the same one) is raised
+            if exc_type is None:  # else the error that ended the block (often this one) goes on
                 raise

@@ -1,0 +1,113 @@
+"""Motion retargeting on real driving clips: pose and expression split, smoothing, face loss."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import clip_landmarks, prepared
+
+from livefake import face_regions as fr
+from livefake.landmarks import FaceLandmarks
+from livefake.retarget import (
+    RetargetConfig,
+    Retargeter,
+    euler_from_rotation,
+    rotation_from_euler,
+    similarity_fit,
+)
+from livefake.smoothing import OneEuroFilter
+
+
+def _face(points: np.ndarray) -> FaceLandmarks:
+    return FaceLandmarks(points=points.astype(np.float32), image_width=512, image_height=512)
+
+
+def test_similarity_fit_recovers_a_known_transform():
+    rng = np.random.default_rng(0)
+    src = rng.normal(size=(40, 3)) * 50
+    rot = rotation_from_euler(12.0, -7.0, 20.0)
+    dst = 1.3 * src @ rot.T + np.array([5.0, -3.0, 2.0])
+    scale, r, t = similarity_fit(src, dst)
+    assert scale == pytest.approx(1.3)
+    np.testing.assert_allclose(r, rot, atol=1e-9)
+    np.testing.assert_allclose(euler_from_rotation(r), (12.0, -7.0, 20.0), atol=1e-6)
+
+
+def test_one_euro_is_still_when_still_and_follows_fast_motion():
+    rng = np.random.default_rng(1)
+    f = OneEuroFilter(min_cutoff=1.5, beta=6.0)
+    still = [f(np.array([1.0 + 0.004 * rng.normal()]), i / 30)[0] for i in range(60)]
+    assert np.std(still[30:]) < 0.3 * 0.004  # jitter cut by more than 3x
+    step = [f(np.array([2.0]), (60 + i) / 30)[0] for i in range(4)]
+    assert step[2] > 1.8  # most of a big, fast move arrives within 3 frames
+
+
+def test_neutral_driver_leaves_source_unmoved():
+    src = prepared("astronaut.png")
+    driver = clip_landmarks("mouth_open.mp4", 5)[0]
+    motion = Retargeter(src).update(_face(driver), 0.0)
+    np.testing.assert_allclose(motion.target, src.points, atol=1e-6)
+
+
+def test_expression_and_pose_follow_the_driver():
+    src = prepared("glasses_dim.jpg")
+    lms = clip_landmarks("mouth_open.mp4")
+    r = Retargeter(src, RetargetConfig(smoothing=False))
+    driver_mouth, target_mouth = [], []
+    for i, p in enumerate(lms):
+        motion = r.update(_face(p), i / 30)
+        driver_mouth.append(fr.mouth_openness(p))
+        target_mouth.append(fr.mouth_openness(motion.target))
+    assert np.corrcoef(driver_mouth, target_mouth)[0, 1] > 0.98
+    ratio = np.ptp(target_mouth) / np.ptp(driver_mouth)
+    assert 0.8 < ratio < 1.25
+
+
+def test_roll_is_transferred_and_clamped():
+    src = prepared("astronaut.png")
+    neutral = clip_landmarks("mouth_open.mp4", 5)[0].astype(np.float64)
+    centre = neutral[list(fr.RIGID)].mean(axis=0)
+    r = Retargeter(src, RetargetConfig(smoothing=False, max_roll_deg=20.0))
+    r.update(_face(neutral), 0.0)
+    for t, roll in ((0.1, 10.0), (0.2, 45.0)):
+        rolled = (neutral - centre) @ rotation_from_euler(0, 0, roll).T + centre
+        motion = r.update(_face(rolled), t)
+        assert motion.pose[2] == pytest.approx(min(roll, 20.0), abs=0.5)
+        eyes = motion.target[263, :2] - motion.target[33, :2]
+        src_eyes = src.points[263, :2] - src.points[33, :2]
+        turned = np.degrees(np.arctan2(eyes[1], eyes[0]) - np.arctan2(src_eyes[1], src_eyes[0]))
+        assert turned == pytest.approx(min(roll, 20.0), abs=1.0)
+
+
+def test_blink_closes_the_source_eyes_without_crossing():
+    src = prepared("astronaut.png")
+    neutral = clip_landmarks("mouth_open.mp4", 5)[0].astype(np.float64)
+    shut = neutral.copy()
+    for upper, lower in fr.RIGHT_EYE_LID_PAIRS + fr.LEFT_EYE_LID_PAIRS:
+        shut[upper] = shut[lower] + 0.2 * (shut[lower] - shut[upper])  # lids pass each other (noise)
+    r = Retargeter(src, RetargetConfig(smoothing=False))
+    r.update(_face(neutral), 0.0)
+    motion = r.update(_face(shut), 0.1)
+    assert 0 < fr.eye_openness(motion.target) < 0.15 * fr.eye_openness(src.points)
+
+
+def test_face_lost_holds_then_eases_to_neutral_and_rejoins_without_jump():
+    src = prepared("astronaut.png")
+    lms = [p for p in clip_landmarks("mouth_open.mp4") if p is not None]
+    open_frame = int(np.argmax([fr.mouth_openness(p) for p in lms]))
+    cfg = RetargetConfig(hold_s=0.5, ease_s=0.5, rejoin_s=0.2)
+    r = Retargeter(src, cfg)
+    r.update(_face(lms[0]), 0.0)
+    for k in range(8):
+        last = r.update(_face(lms[open_frame]), 0.1 + k / 30)
+    t0 = 0.1 + 8 / 30
+    held = r.update(None, t0 + 0.3)
+    np.testing.assert_allclose(held.target, last.target, atol=1e-6)
+    eased = r.update(None, t0 + 1.4)  # lost at t0 + 0.3; held 0.5 s, eased over 0.5 s
+    np.testing.assert_allclose(eased.target, src.points, atol=1e-3)
+    # The face comes back wide open: the output moves there over rejoin_s, not in one frame.
+    back = [r.update(_face(lms[open_frame]), t0 + 1.5 + k / 30) for k in range(10)]
+    opening = [fr.mouth_openness(m.target) for m in back]
+    steps = np.abs(np.diff([fr.mouth_openness(src.points)] + opening))
+    assert steps.max() < 0.5 * (opening[-1] - fr.mouth_openness(src.points))
+    assert opening[-1] > fr.mouth_openness(src.points) + 0.2

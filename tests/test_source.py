@@ -1,0 +1,125 @@
+"""Landmarks on real photos, image formats, the aligned crop and the messages for bad photos."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import IMAGES, face_file, prepared
+from PIL import Image
+
+from livefake import face_regions as fr
+from livefake.errors import LivefakeError, NoFaceError
+from livefake.image_io import load_rgb
+from livefake.landmarks import LandmarkDetector
+from livefake.source import face_crop_transform, prepare_source
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_landmarks_on_every_image(name):
+    rgb = load_rgb(face_file("images", name))
+    with LandmarkDetector(video=False) as detector:
+        face = detector.detect(rgb)
+    assert face is not None
+    assert face.points.shape == (478, 3)
+    h, w = rgb.shape[:2]
+    assert face.outside_fraction() == 0.0
+    # Anatomy in pixels: eyes above the mouth, the right eye on the image's left, a plausible face size.
+    assert face.points[[33, 263], 1].mean() < face.points[13, 1] < face.points[152, 1]
+    assert face.points[33, 0] < face.points[263, 0]
+    assert 0.1 * w < fr.interocular(face.points) < 0.9 * w
+
+
+def test_mouth_measure_tells_open_from_closed():
+    open_face = prepared("mouth_open.jpg").points
+    closed = prepared("glasses_dim.jpg").points
+    assert fr.mouth_openness(open_face) > 0.25 > 0.05 > fr.mouth_openness(closed)
+
+
+def test_largest_of_several_faces_is_used(caplog):
+    big = load_rgb(face_file("images", "o_mouth.jpg"))
+    small = np.asarray(Image.fromarray(load_rgb(face_file("images", "mouth_open.jpg"))).resize((540, 540)))
+    canvas = np.full((big.shape[0], big.shape[1] + 540, 3), 128, np.uint8)
+    canvas[:, :720] = big
+    canvas[90:630, 720:] = small
+    with LandmarkDetector(video=False, max_faces=4) as detector:
+        face = detector.detect(canvas)
+    assert face is not None and face.faces_found == 2
+    assert face.points[:, 0].max() < 720  # the big face on the left
+    with caplog.at_level("WARNING"):
+        prepare_source(canvas, name="pair")
+    assert "2 faces" in caplog.text
+
+
+def test_crop_is_aligned_and_maps_back():
+    src = prepared("roll_hand.jpg")  # head rolled about 15-20 degrees in the photo
+    pts = src.points
+    assert abs(pts[33, 1] - pts[263, 1]) < 0.02 * src.crop.shape[0]  # eyes level in the crop
+    back = pts[:, :2] @ src.transform.inverse()[:, :2].T + src.transform.inverse()[:, 2]
+    with LandmarkDetector(video=False) as detector:
+        again = detector.detect(src.photo)
+    assert np.abs(back - again.points[:, :2]).max() < 1e-3 * src.photo.shape[1] + 1e-2
+
+
+def test_crop_transform_scales_with_size():
+    pts = prepared("astronaut.png").points
+    t256 = face_crop_transform(pts, 256)
+    t512 = face_crop_transform(pts, 512)
+    assert t512.scale == pytest.approx(2 * t256.scale)
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "L", "I;16", "P", "webp", "exif"])
+def test_image_formats_load_as_rgb8(tmp_path, mode):
+    rgb = load_rgb(face_file("images", "glasses_dim.jpg"))
+    im = Image.fromarray(rgb)
+    path = tmp_path / "face.png"
+    if mode == "RGBA":
+        im.convert("RGBA").save(path)
+    elif mode == "L":
+        im.convert("L").save(path)
+    elif mode == "I;16":
+        Image.fromarray((np.asarray(im.convert("L")).astype(np.uint16) * 257)).save(path)
+    elif mode == "P":
+        im.quantize(256).save(path)
+    elif mode == "webp":
+        path = tmp_path / "face.webp"
+        im.save(path, quality=90)
+    else:  # stored on its side with EXIF orientation 6 (rotate 90 degrees clockwise to view)
+        path = tmp_path / "face.jpg"
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        im.transpose(Image.Transpose.ROTATE_90).save(path, exif=exif)
+    out = load_rgb(path)
+    assert out.dtype == np.uint8 and out.ndim == 3 and out.shape[2] == 3
+    assert out.shape[:2] == rgb.shape[:2]  # EXIF-rotated image comes back upright
+    if mode in ("L", "I;16"):
+        assert np.abs(out.astype(int) - np.asarray(im.convert("L"))[..., None]).max() <= 1
+    else:
+        assert np.abs(out.astype(float) - rgb).mean() < 8
+    src = prepare_source(path)
+    assert src.points.shape == (478, 3)
+
+
+def test_missing_and_corrupt_images_say_what_to_do(tmp_path):
+    with pytest.raises(LivefakeError, match="does not exist"):
+        load_rgb(tmp_path / "nope.jpg")
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image")
+    with pytest.raises(LivefakeError, match="not an image"):
+        load_rgb(text)
+    data = face_file("images", "glasses_dim.jpg").read_bytes()
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(data[: len(data) // 3])
+    with pytest.raises(LivefakeError, match="truncated or corrupt"):
+        load_rgb(cut)
+
+
+def test_no_face_and_cut_face_are_refused(tmp_path):
+    blank = np.full((300, 300, 3), 200, np.uint8)
+    with pytest.raises(NoFaceError, match="no face found"):
+        prepare_source(blank, name="blank")
+    rgb = load_rgb(face_file("images", "o_mouth.jpg"))
+    with LandmarkDetector(video=False) as detector:
+        pts = detector.detect(rgb).points
+    half = rgb[:, : int(pts[1, 0])]  # cut through the nose
+    with pytest.raises(NoFaceError, match="cut by the image edge|no face found"):
+        prepare_source(np.ascontiguousarray(half), name="half")
