@@ -24,6 +24,7 @@ _QUEUE_SIZE = 8
 _TIME_BASE = Fraction(1, 90000)  # output video clock: exact for 24, 25, 30, 60 and 30000/1001 fps
 _COPIED_AUDIO = {"aac", "mp3"}  # MP4 takes these as they are; other codecs are transcoded to AAC
 _AUDIO_PREROLL_S = 0.05  # copied audio before the start warms up the decoder; the MP4 edit list hides it
+_X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 _PICK_ANOTHER = "re-export it or pick another clip"
 
 
@@ -66,9 +67,8 @@ class VideoReader:
     def __init__(self, path: str | Path, *, max_frames: int | None = None) -> None:
         self.path, self.max_frames, self.corrupt_packets = Path(path), max_frames, 0
         self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._stop, self._started = threading.Event(), False
         self._frames: queue.Queue[VideoFrame | Exception | None] = queue.Queue(maxsize=_QUEUE_SIZE)
-        self._started = False
         action = f"read video '{self.path}'"
         if not self.path.is_file():
             raise _error(action, "there is no such file", "check the path")
@@ -94,7 +94,8 @@ class VideoReader:
         if self._started:
             self._container.seek(0)
         self._started, self.corrupt_packets, self._stop = True, 0, threading.Event()
-        self._thread = threading.Thread(target=self._decode_into, args=(self._stop,), daemon=True)
+        self._thread = threading.Thread(target=self._decode_into, args=(self._stop,), name="livefake-decode")
+        self._thread.daemon = True
         self._thread.start()
         try:
             while (item := self._frames.get()) is not None:
@@ -174,11 +175,13 @@ class VideoWriter:
     ) -> None:
         if width <= 0 or height <= 0 or width % 2 or height % 2:
             raise ValueError(f"width and height must be positive and even, got {width}x{height}")
-        self.path, self.width, self.height, self.fps = Path(path), width, height, Fraction(fps)
+        if preset not in _X264_PRESETS:
+            raise ValueError(f"preset must be one of {', '.join(_X264_PRESETS)}; got {preset!r}")
+        self.path, self.width, self.height = Path(path), width, height
+        self.fps = Fraction(fps).limit_denominator(1001)  # a float rate too; FFmpeg takes 32-bit ratios
         action = f"write video '{self.path}'"
         if not self.path.parent.is_dir():
-            why = f"the folder '{self.path.parent}' does not exist"
-            raise _error(action, why, "create it or choose another output path")
+            raise _error(action, f"the folder '{self.path.parent}' does not exist", "create it or choose another path")
         try:
             self._audio_source = None if audio_from is None else av.open(str(audio_from))
         except (av.FFmpegError, OSError) as err:
@@ -191,13 +194,6 @@ class VideoWriter:
         self._video = self._out.add_stream("libx264", rate=self.fps, options={"crf": str(crf), "preset": preset})
         self._video.width, self._video.height, self._video.pix_fmt = width, height, "yuv420p"
         self._video.time_base = self._video.codec_context.time_base = _TIME_BASE
-        try:
-            self._video.codec_context.open()
-        except av.FFmpegError:
-            self._out.close()
-            self.path.unlink(missing_ok=True)
-            why = f"libx264 rejects crf={crf} preset={preset!r}"
-            raise _error(action, why, "use a crf from 0 to 51 and a preset such as 'veryfast'") from None
         self._audio_end_s = float("inf")
         self._audio_packets: Iterator[tuple[float, av.Packet]] = iter(())
         if self._audio_source is not None and self._audio_source.streams.audio:
@@ -212,7 +208,8 @@ class VideoWriter:
         self._first_time_s: float | None = None
         self._last_pts, self._count, self._error = -1, 0, None
         self._queue: queue.Queue[av.VideoFrame | None] = queue.Queue(maxsize=_QUEUE_SIZE)
-        self._thread: threading.Thread | None = threading.Thread(target=self._encode_loop, daemon=True)
+        self._thread: threading.Thread | None = threading.Thread(target=self._encode_loop, name="livefake-encode")
+        self._thread.daemon = True
         self._thread.start()
 
     def write(self, rgb: np.ndarray, time_s: float | None = None) -> None:
@@ -255,6 +252,8 @@ class VideoWriter:
 
     def _audio_from(self, source: av.AudioStream, start_s: float, copy: bool) -> Iterator[tuple[float, av.Packet]]:
         """(output time in s, packet) of the output audio: ``source`` from ``start_s`` to the video's end."""
+        video = source.container.streams.video  # start_s counts from its start, as VideoFrame.time_s does
+        start_s += float(video[0].start_time * video[0].time_base) if video and video[0].start_time else 0.0
         offset = round(start_s / source.time_base)
         for packet in source.container.demux(source):
             if packet.pts is None:
@@ -262,7 +261,7 @@ class VideoWriter:
             t = float((packet.pts - offset) * source.time_base)
             if t >= self._audio_end_s:
                 break
-            if t + float(packet.duration * source.time_base) <= -_AUDIO_PREROLL_S:
+            if t + float((packet.duration or 0) * source.time_base) <= -_AUDIO_PREROLL_S:
                 continue
             if copy:
                 packet.pts, packet.dts, packet.stream = packet.pts - offset, packet.pts - offset, self._audio

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.spatial import Delaunay
 
 from livefake import face_regions as fr
 from livefake.retarget import similarity_fit
@@ -20,12 +21,21 @@ _CHEEKS_AND_CHIN = (
     50, 280, 117, 346, 205, 425, 187, 411, 216, 436, 207, 427, 123, 352, 147, 376, 192, 416,
     214, 434, 135, 364, 138, 367, 32, 262, 200, 199, 175, 18, 83, 313, 201, 421, 36, 266, 101, 330,
 )
+# Lid and inner-lip points near the corners sit a pixel or two apart: as spline centres they would
+# bend it wildly when an eye or the mouth shuts, so only the middle pairs and the corners steer.
+_NEAR_CORNERS = {
+    246, 7, 161, 163, 157, 154, 173, 155, 466, 249, 388, 390, 384, 381, 398, 382, 191, 95, 80, 88, 310, 318, 415, 324,
+}
 # Landmarks that steer the spline: contours of face, eyes, brows, lips and nose, plus cheeks and chin.
 CONTROL_LANDMARKS: tuple[int, ...] = tuple(sorted(set(
     fr.FACE_OVAL + fr.LIPS_OUTER + fr.LIPS_INNER + fr.RIGHT_EYE + fr.LEFT_EYE + fr.RIGHT_BROW
     + fr.LEFT_BROW + fr.NOSE + fr.RIGID + _CHEEKS_AND_CHIN
-)))
+) - _NEAR_CORNERS))
 _HEAD_RING = fr.FACE_OVAL[::2]
+# Openings (mouth, eyes) get a control point halfway across each lip or lid pair, so the spline stays
+# tame inside an opening that stretches or shuts.
+_OPENING_PAIRS = np.array([p for p in fr.LIPS_INNER_PAIRS + fr.RIGHT_EYE_LID_PAIRS + fr.LEFT_EYE_LID_PAIRS
+                           if p[0] not in _NEAR_CORNERS])
 
 
 @dataclass(frozen=True)
@@ -34,9 +44,10 @@ class WarpConfig:
     ``head_ring``: how far out (times the face radius) the ring that follows the head sits."""
 
     grid_size: int | None = None
-    stiffness: float = 1e-4
+    stiffness: float = 1e-5
     head_ring: float = 1.3
-    anchors_per_side: int = 8
+    anchors_per_side: int = 16
+    min_area_ratio: float = 0.5  # no mesh triangle of the face may shrink below this share of its area
 
     def __post_init__(self) -> None:
         if self.grid_size is not None and self.grid_size < 8:
@@ -51,6 +62,13 @@ def tps_kernel(d2: np.ndarray) -> np.ndarray:
 def to_unit(points_px: np.ndarray, size: int) -> np.ndarray:
     """Crop pixels (pixel centres at integers) to grid_sample's [-1, 1] (align_corners=False)."""
     return (points_px[:, :2] + 0.5) * (2.0 / size) - 1.0
+
+
+def _signed_areas(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """Signed area of each (3,) index triangle of (N, 2) points (positive counter-clockwise in x-right,
+    y-down coordinates is clockwise on screen; only the sign relative to the source matters)."""
+    a, b, c = points[triangles[:, 0]], points[triangles[:, 1]], points[triangles[:, 2]]
+    return 0.5 * ((b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0]))
 
 
 def fold_margin(field: np.ndarray) -> float:
@@ -89,14 +107,51 @@ class WarpSolver:
         oval = self._src_unit[list(_HEAD_RING)]
         centre = self._src_unit[list(fr.FACE_OVAL)].mean(axis=0)
         upper = oval[oval[:, 1] < self._src_unit[[33, 263], 1].mean()]
-        self._ring_src = np.clip(centre + self.config.head_ring * (upper - centre), -0.8, 0.8)
+        self._ring_src = np.clip(centre + self.config.head_ring * (upper - centre), -0.75, 0.75)
         # Coarse field nodes run from the first to the last pixel centre.
         lo = -1.0 + 1.0 / size
         axis = np.linspace(lo, -lo, self.grid_size)
         gx, gy = np.meshgrid(axis, axis)
         self.nodes = np.stack([gx.ravel(), gy.ravel()], axis=1)  # (G*G, 2)
         self.identity = self.nodes.reshape(self.grid_size, self.grid_size, 2).astype(np.float32)
-        self.num_controls = len(CONTROL_LANDMARKS) + len(self._ring_src) + len(self._anchors)
+        self.num_controls = len(CONTROL_LANDMARKS) + len(_OPENING_PAIRS) + len(self._ring_src) + len(self._anchors)
+        self._triangles, self._source_areas = self._face_mesh()
+
+    def _face_mesh(self) -> tuple[np.ndarray, np.ndarray]:
+        """Triangles over the control landmarks (indices into CONTROL_LANDMARKS) and their source areas,
+        leaving out those that span the mouth or an eye opening: those may close."""
+        idx = list(CONTROL_LANDMARKS)
+        pts = self._src_unit[idx]
+        tri = Delaunay(pts).simplices
+        upper = {p[0] for p in fr.LIPS_INNER_PAIRS + fr.RIGHT_EYE_LID_PAIRS + fr.LEFT_EYE_LID_PAIRS}
+        lower = {p[1] for p in fr.LIPS_INNER_PAIRS + fr.RIGHT_EYE_LID_PAIRS + fr.LEFT_EYE_LID_PAIRS}
+        names = np.array(idx)[tri]
+        spans = np.array([bool(set(t) & upper) and bool(set(t) & lower) for t in names.tolist()])
+        tri = tri[~spans]
+        tri = tri[np.abs(_signed_areas(pts, tri)) > 1e-7]
+        return tri, _signed_areas(pts, tri)
+
+    def untangle(self, tgt: np.ndarray, iterations: int = 12) -> np.ndarray:
+        """Relax target control landmarks ((K, 2) unit coords, CONTROL_LANDMARKS order) so that no face
+        triangle shrinks below ``min_area_ratio`` of its source area (crossing landmarks fold a warp):
+        the displacement inside such a triangle is pulled towards its mean."""
+        src = self._src_unit[list(CONTROL_LANDMARKS)]
+        tgt = tgt.copy()
+        for _ in range(iterations):
+            ratio = _signed_areas(tgt, self._triangles) / self._source_areas
+            bad = self._triangles[ratio < self.config.min_area_ratio]
+            if len(bad) == 0:
+                break
+            disp = tgt - src
+            pull = np.zeros_like(tgt)
+            count = np.zeros(len(tgt))
+            mean = disp[bad].mean(axis=1)
+            for k in range(3):
+                np.add.at(pull, bad[:, k], mean - disp[bad[:, k]])
+                np.add.at(count, bad[:, k], 1)
+            moved = count > 0
+            tgt[moved] += 0.6 * pull[moved] / count[moved, None]
+        return tgt
 
     def controls(self, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(centres, values): where control points sit in the target, and where they sample the source.
@@ -109,24 +164,27 @@ class WarpSolver:
             np.c_[self._src_unit[rigid], np.zeros(len(rigid))], np.c_[tgt[rigid], np.zeros(len(rigid))]
         )
         ring_tgt = (s * self._ring_src @ r[:2, :2].T) + t[:2]
-        centres = np.concatenate([tgt[idx], ring_tgt, self._anchors])
-        values = np.concatenate([src[idx], self._ring_src, self._anchors])
+        mid_tgt = 0.5 * (tgt[_OPENING_PAIRS[:, 0]] + tgt[_OPENING_PAIRS[:, 1]])
+        mid_src = 0.5 * (src[_OPENING_PAIRS[:, 0]] + src[_OPENING_PAIRS[:, 1]])
+        centres = np.concatenate([self.untangle(tgt[idx]), mid_tgt, ring_tgt, self._anchors])
+        values = np.concatenate([src[idx], mid_src, self._ring_src, self._anchors])
         return centres, values
 
     def _source_values(self, tgt: np.ndarray) -> np.ndarray:
-        """Source positions the landmarks sample. Where the target opens the mouth wider than the source,
-        the inner lips sample a little into the lips, so the opening maps onto a thin band and not a line."""
+        """Source positions the landmarks sample. Where the target opens the mouth much wider than the
+        source, the inner lips sample a little into the lips, so the opening (covered by the mouth
+        interior) maps onto a band of lip and not onto a line, which would fold the spline."""
         src = self._src_unit.copy()
         down = src[list(fr.LIPS_OUTER)].mean(axis=0) - src[[33, 263]].mean(axis=0)
         down /= np.linalg.norm(down)
-        band = 0.04 * np.linalg.norm(src[33] - src[263])
+        upper_lip = max(0.0, float((src[13] - src[0]) @ down))
+        lower_lip = max(0.0, float((src[17] - src[14]) @ down))
         for upper, lower in fr.LIPS_INNER_PAIRS:
             gap_s = float((src[lower] - src[upper]) @ down)
             gap_t = float((tgt[lower] - tgt[upper]) @ down)
-            opening = np.clip((gap_t - gap_s) / band, 0.0, 1.0)
-            spread = 0.5 * max(0.0, band - gap_s) * opening
-            src[upper] -= spread * down
-            src[lower] += spread * down
+            want = max(0.0, 0.3 * gap_t - gap_s)
+            src[upper] -= min(0.5 * want, 0.6 * upper_lip) * down
+            src[lower] += min(0.5 * want, 0.6 * lower_lip) * down
         return src
 
     def field(self, centres: np.ndarray, values: np.ndarray) -> np.ndarray:

@@ -1,0 +1,142 @@
+"""End to end on real faces: the output follows the driver, the background stays, bad input is one line."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import clip_frames, face_file, measure_faces, prepared
+
+from livefake import face_regions as fr
+from livefake.cli import main
+from livefake.reenactor import Reenactor
+from livefake.retarget import euler_from_rotation, head_pose
+from livefake.video_io import VideoReader, VideoWriter
+
+
+def reenact(source_name: str, frames) -> list[np.ndarray]:
+    with Reenactor(prepared(source_name)) as r:
+        return [r.process(f, i / 30).frame for i, f in enumerate(frames)]
+
+
+def series(points: list[np.ndarray | None], measure) -> np.ndarray:
+    return np.array([np.nan if p is None else measure(p) for p in points])
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    ok = ~(np.isnan(a) | np.isnan(b))
+    assert ok.mean() > 0.95, "faces must be found on nearly every frame of driver and output"
+    return float(np.corrcoef(a[ok], b[ok])[0, 1])
+
+
+@pytest.mark.parametrize(("clip", "frames"), [("mouth_open.mp4", None), ("talking.mp4", 150)])
+def test_output_mouth_follows_the_driver(clip, frames):
+    driver = clip_frames(clip, frames)
+    out = reenact("glasses_dim.jpg", driver)
+    want = series(measure_faces(driver), fr.mouth_openness)
+    got = series(measure_faces(out), fr.mouth_openness)
+    assert correlation(want, got) >= 0.9
+    assert np.nanmax(got) - np.nanmin(got) > 0.5 * (np.nanmax(want) - np.nanmin(want))
+
+
+def test_head_roll_follows_on_rotation():
+    driver = clip_frames("rotation.mp4")
+    out = reenact("astronaut.png", driver)
+
+    def rolls(points):
+        ref = next(p for p in points if p is not None).astype(np.float64)
+        return np.array([np.nan if p is None else euler_from_rotation(head_pose(p.astype(np.float64), ref)[1])[2]
+                         for p in points])
+
+    want, got = rolls(measure_faces(driver)), rolls(measure_faces(out))
+    assert np.nanmax(want) - np.nanmin(want) > 5  # the clip really rolls
+    assert correlation(want, got) >= 0.9
+
+
+def test_pixels_far_from_the_face_are_unchanged_and_a_still_driver_gives_a_still_output():
+    src = prepared("astronaut.png")
+    first = clip_frames("mouth_open.mp4", 1)[0]
+    with Reenactor(src) as r:
+        outs = [r.process(first, i / 30).frame for i in range(20)]
+        x0, y0, x1, y1 = r.compositor.box
+    outside = np.ones(src.photo.shape[:2], bool)
+    outside[y0:y1, x0:x1] = False
+    assert outside.mean() > 0.3
+    for out in outs:
+        assert np.array_equal(out[outside], src.photo[outside])
+    assert max(np.abs(o.astype(int) - outs[0]).max() for o in outs) <= 1
+
+
+def test_face_lost_mid_clip_holds_then_recovers_without_black_or_jumps():
+    frames = list(clip_frames("mouth_open.mp4", 90))
+    for i in range(30, 60):
+        frames[i] = np.zeros_like(frames[i])  # the face is gone for a second
+    src = prepared("glasses_dim.jpg")
+    with Reenactor(src) as r:
+        results = [r.process(f, i / 30) for i, f in enumerate(frames)]
+    assert [res.face_found for res in results][30:60] == [False] * 30
+    crops = np.array([res.crop for res in results], dtype=np.float32)
+    assert crops.mean(axis=(1, 2, 3)).min() > 0.8 * src.crop.mean()  # never a black frame
+    steps = np.abs(np.diff(crops, axis=0)).mean(axis=(1, 2, 3))
+    assert steps[58:64].max() < 3.0  # the face's return eases in instead of jumping
+
+
+def test_render_cli_keeps_every_frame_the_size_and_the_audio(tmp_path, capsys):
+    out = tmp_path / "out.mp4"
+    rc = main(["render", "--source", str(face_file("images", "glasses_dim.jpg")),
+               "--driving", str(face_file("videos", "talking.mp4")), "--output", str(out),
+               "--max-frames", "45", "--quiet"])
+    assert rc == 0
+    assert "wrote" in capsys.readouterr().out
+    with VideoReader(out) as reader:
+        frames = list(reader)
+        assert reader.info.has_audio and float(reader.info.fps) == pytest.approx(30)
+    assert len(frames) == 45
+    assert frames[0].rgb.shape == (550, 412, 3)  # the 413x551 photo, made even for H.264
+
+
+def test_demo_opens_the_mouth_and_blinks(tmp_path):
+    out = tmp_path / "demo.mp4"
+    assert main(["demo", "--output", str(out), "--seconds", "2", "--quiet"]) == 0
+    with VideoReader(out) as reader:
+        frames = [f.rgb for f in reader]
+    assert len(frames) == 60
+    faces = measure_faces(frames)
+    mouth = series(faces, fr.mouth_openness)
+    eyes = series(faces, fr.eye_openness)
+    assert np.nanmax(mouth) > mouth[0] + 0.12
+    assert np.nanmin(eyes[36:48]) < 0.75 * eyes[0]  # the blink at 1.3-1.55 s
+
+
+def _cli_error(capsys, argv) -> str:
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1
+    return err
+
+
+def test_bad_inputs_each_give_one_clear_line(tmp_path, capsys):
+    clip = str(face_file("videos", "mouth_open.mp4"))
+    photo = str(face_file("images", "astronaut.png"))
+    out = str(tmp_path / "o.mp4")
+    assert "does not exist" in _cli_error(capsys, ["render", "--source", "nope.jpg", "--driving", clip,
+                                                   "--output", out])
+    blank = tmp_path / "blank.png"
+    import PIL.Image
+
+    PIL.Image.new("RGB", (200, 200), (90, 90, 90)).save(blank)
+    assert "no face found" in _cli_error(capsys, ["render", "--source", str(blank), "--driving", clip,
+                                                  "--output", out])
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(face_file("videos", "mouth_open.mp4").read_bytes()[:40000])
+    assert "truncated or corrupt" in _cli_error(capsys, ["render", "--source", photo, "--driving", str(cut),
+                                                         "--output", out])
+    empty = tmp_path / "empty.mp4"
+    with VideoWriter(empty, 64, 64, 30) as w:
+        for _ in range(10):
+            w.write(np.zeros((64, 64, 3), np.uint8))
+    assert "no face found in any frame" in _cli_error(
+        capsys, ["render", "--source", photo, "--driving", str(empty), "--output", out, "--quiet"])
+    assert not (tmp_path / "o.mp4").exists()
+    err = _cli_error(capsys, ["render", "--source", photo, "--driving", clip, "--output",
+                              str(tmp_path / "missing" / "o.mp4"), "--quiet"])
+    assert "missing" in err
