@@ -34,7 +34,7 @@ class RetargetConfig:
     min_scale: float = 0.85
     max_scale: float = 1.2
     max_eye_ratio: float = 1.25  # how much wider than the source's own the eyes may open
-    min_eye_ratio: float = 0.25  # a slit stays when shut, so the warp stays one-to-one
+    min_eye_ratio: float = 0.1  # a slit stays when shut, so the warp stays one-to-one
     hold_s: float = 0.5  # face lost: hold the last pose this long ...
     ease_s: float = 0.8  # ... then ease back to neutral over this long
     rejoin_s: float = 0.25  # face back: blend into the new measurement over this long

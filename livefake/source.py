@@ -58,7 +58,7 @@ class CropTransform:
         )
 
 
-def face_crop_transform(points: np.ndarray, size: int, margin: float = 1.0) -> CropTransform:
+def face_crop_transform(points: np.ndarray, size: int, margin: float = 1.25) -> CropTransform:
     """Aligned square crop around a face given its (478, 2+) landmarks in photo pixels.
 
     FFHQ-style: the crop side is about four times the eye-to-mouth distance (``margin`` scales
@@ -71,7 +71,7 @@ def face_crop_transform(points: np.ndarray, size: int, margin: float = 1.0) -> C
     eye_to_eye = left_eye - right_eye
     eye_to_mouth = mouth - eye_mid
     half_side = margin * max(2.0 * np.hypot(*eye_to_eye), 1.8 * np.hypot(*eye_to_mouth))
-    centre = eye_mid + 0.3 * eye_to_mouth
+    centre = eye_mid + 0.5 * eye_to_mouth
     angle = np.arctan2(eye_to_eye[1], eye_to_eye[0])
     scale = size / (2.0 * half_side)
     cos, sin = np.cos(-angle) * scale, np.sin(-angle) * scale
@@ -117,7 +117,7 @@ def prepare_source(
     image: np.ndarray | str | Path,
     *,
     crop_size: int = 256,
-    margin: float = 1.0,
+    margin: float = 1.25,
     output_size: tuple[int, int] | None = None,
     name: str | None = None,
 ) -> PreparedSource:

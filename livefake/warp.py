@@ -107,7 +107,7 @@ class WarpSolver:
         oval = self._src_unit[list(_HEAD_RING)]
         centre = self._src_unit[list(fr.FACE_OVAL)].mean(axis=0)
         upper = oval[oval[:, 1] < self._src_unit[[33, 263], 1].mean()]
-        self._ring_src = np.clip(centre + self.config.head_ring * (upper - centre), -0.75, 0.75)
+        self._ring_src = np.clip(centre + self.config.head_ring * (upper - centre), -0.65, 0.65)
         # Coarse field nodes run from the first to the last pixel centre.
         lo = -1.0 + 1.0 / size
         axis = np.linspace(lo, -lo, self.grid_size)
@@ -187,11 +187,14 @@ class WarpSolver:
             src[lower] += min(0.5 * want, 0.6 * lower_lip) * down
         return src
 
-    def field(self, centres: np.ndarray, values: np.ndarray) -> np.ndarray:
+    def field(self, centres: np.ndarray, values: np.ndarray, stiffness: float | None = None) -> np.ndarray:
         """Solve the spline through (centres -> values) and sample it: (G, G, 2) float32."""
         n = len(centres)
         k = tps_kernel(((centres[:, None, :] - centres[None, :, :]) ** 2).sum(-1))
-        k[np.diag_indices(n)] += self.config.stiffness
+        # Smoothing (stiffness) applies to the face's landmarks; the ring and border anchors stay exact.
+        diag = np.full(n, self.config.stiffness)
+        diag[: len(CONTROL_LANDMARKS) + len(_OPENING_PAIRS)] = self.config.stiffness if stiffness is None else stiffness
+        k[np.diag_indices(n)] += diag
         p = np.c_[np.ones(n), centres]
         a = np.zeros((n + 3, n + 3))
         a[:n, :n], a[:n, n:], a[n:, :n] = k, p, p.T
@@ -206,11 +209,18 @@ class WarpSolver:
         return out.reshape(self.grid_size, self.grid_size, 2).astype(np.float32)
 
     def solve(self, target: np.ndarray, min_margin: float = 0.02) -> tuple[np.ndarray, float]:
-        """Coarse backward field for ``target`` ((478, 3) crop pixels) and how much of the motion it keeps
-        (1.0 unless the full motion would fold the field and had to be scaled back)."""
-        for keep in (1.0, 0.8, 0.6, 0.4, 0.2):
+        """Coarse backward field for ``target`` ((478, 3) crop pixels) and how much of the motion it keeps.
+
+        Where the exact spline would fold (it overshoots between close landmarks that move apart), a
+        stiffer, smoothing spline is tried first; only if that folds too is the motion scaled back."""
+        controls = self.controls(target)
+        for stiffness in (self.config.stiffness, 1e-3, 1e-2):
+            field = self.field(*controls, stiffness=stiffness)
+            if fold_margin(field) > min_margin:
+                return field, 1.0
+        for keep in (0.8, 0.6, 0.4, 0.2):
             tgt = self.source_points + keep * (target - self.source_points)
-            field = self.field(*self.controls(tgt))
+            field = self.field(*self.controls(tgt), stiffness=1e-2)
             if fold_margin(field) > min_margin:
                 return field, keep
         return self.identity.copy(), 0.0

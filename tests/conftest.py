@@ -21,7 +21,7 @@ def face_file(kind: str, name: str) -> Path:
     return path
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def clip_frames(name: str, max_frames: int | None = None) -> tuple[np.ndarray, ...]:
     """Decoded RGB frames of a shared clip (cached for the session)."""
     from livefake.video_io import VideoReader
@@ -30,7 +30,7 @@ def clip_frames(name: str, max_frames: int | None = None) -> tuple[np.ndarray, .
         return tuple(f.rgb for f in reader)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def clip_landmarks(name: str, max_frames: int | None = None) -> tuple[np.ndarray | None, ...]:
     """Tracked (478, 3) landmarks of each frame of a shared clip, None where no face (cached)."""
     from livefake.landmarks import LandmarkDetector
@@ -43,7 +43,7 @@ def clip_landmarks(name: str, max_frames: int | None = None) -> tuple[np.ndarray
         return tuple(out)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def prepared(name: str, crop_size: int = 256):  # noqa: ANN201 - PreparedSource, imported lazily
     from livefake.source import prepare_source
 

@@ -88,7 +88,7 @@ def test_blink_closes_the_source_eyes_without_crossing():
     r = Retargeter(src, RetargetConfig(smoothing=False))
     r.update(_face(neutral), 0.0)
     motion = r.update(_face(shut), 0.1)
-    assert 0 < fr.eye_openness(motion.target) < 0.15 * fr.eye_openness(src.points)
+    assert 0 < fr.eye_openness(motion.target) < 0.2 * fr.eye_openness(src.points)
 
 
 def test_face_lost_holds_then_eases_to_neutral_and_rejoins_without_jump():

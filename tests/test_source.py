@@ -77,7 +77,7 @@ def test_image_formats_load_as_rgb8(tmp_path, mode):
     elif mode == "L":
         im.convert("L").save(path)
     elif mode == "I;16":
-        Image.fromarray((np.asarray(im.convert("L")).astype(np.uint16) * 257)).save(path)
+        Image.fromarray(np.asarray(im.convert("L")).astype(np.uint16) * 257).save(path)
     elif mode == "P":
         im.quantize(256).save(path)
     elif mode == "webp":
