@@ -70,14 +70,18 @@ class Reenactor:
 
     def process(self, driver_rgb: np.ndarray, t: float) -> FrameResult:
         """Reenact the source as the face in ``driver_rgb`` ((H, W, 3) uint8) looks at time ``t`` seconds."""
+        face, landmarks_ms = self.detect(driver_rgb)
+        result = self.animate(face, t, driver_rgb)
+        result.timings_ms["landmarks"] = landmarks_ms
+        return result
+
+    def detect(self, driver_rgb: np.ndarray) -> tuple[FaceLandmarks | None, float]:
+        """The landmarks stage alone (tracking: call it on frames in order), and its time in ms."""
         if self.detector is None:
             self.detector = LandmarkDetector(video=True)
         start = time.perf_counter()
         face = self.detector.detect(driver_rgb)
-        landmarks_ms = (time.perf_counter() - start) * 1000
-        result = self.animate(face, t, driver_rgb)
-        result.timings_ms["landmarks"] = landmarks_ms
-        return result
+        return face, (time.perf_counter() - start) * 1000
 
     def animate(self, face: FaceLandmarks | None, t: float, driver_rgb: np.ndarray | None = None) -> FrameResult:
         """The frame for already-found driver landmarks (``None``: no face), e.g. from a scripted driver."""

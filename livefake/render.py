@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from livefake import __version__
 from livefake.errors import LivefakeError
+from livefake.prefetch import prefetch
 from livefake.reenactor import FrameResult, ReenactConfig, Reenactor
 from livefake.scripted_motion import ScriptedDriver
 from livefake.source import PreparedSource, prepare_source
@@ -81,6 +82,11 @@ def _write_all(
     return RenderReport(output, frames, faces, seconds, {k: v / max(frames, 1) for k, v in stage_ms.items()})
 
 
+def _with_landmark_time(result: FrameResult, ms: float) -> FrameResult:
+    result.timings_ms["landmarks"] = ms
+    return result
+
+
 def render_video(
     source: str | Path | PreparedSource, driving: str | Path, output: str | Path, options: RenderOptions
 ) -> RenderReport:
@@ -97,7 +103,11 @@ def render_video(
             output, w, h, reader.info.fps, audio_from=driving, crf=options.crf,
             metadata={"comment": f"made with livefake {__version__} (face reenactment)"},
         ) as writer:
-            results = ((f.time_s, reenactor.process(f.rgb, f.time_s)) for f in reader)
+            # Landmarks run one stage ahead in a worker thread (MediaPipe releases the GIL).
+            results = (
+                (f.time_s, _with_landmark_time(reenactor.animate(face, f.time_s, f.rgb), ms))
+                for f, (face, ms) in prefetch(reader, lambda f: reenactor.detect(f.rgb), name="livefake-landmarks")
+            )
             report = _write_all(results, writer, total, options.progress, output)
     if report.frames == 0:
         output.unlink(missing_ok=True)

@@ -40,7 +40,7 @@ _OPENING_PAIRS = np.array([p for p in fr.LIPS_INNER_PAIRS + fr.RIGHT_EYE_LID_PAI
 
 @dataclass(frozen=True)
 class WarpConfig:
-    """``grid_size``: side of the coarse field (default crop/4); ``stiffness``: spline regularisation;
+    """``grid_size``: side of the coarse field (default crop/4, at most 64); ``stiffness``: spline regularisation;
     ``head_ring``: how far out (times the face radius) the ring that follows the head sits."""
 
     grid_size: int | None = None
@@ -94,7 +94,7 @@ class WarpSolver:
     def __init__(self, source_points: np.ndarray, size: int, config: WarpConfig | None = None) -> None:
         self.config = config or WarpConfig()
         self.size = size
-        self.grid_size = self.config.grid_size or max(8, size // 4)
+        self.grid_size = self.config.grid_size or min(64, max(8, size // 4))
         self.source_points = source_points.astype(np.float64)
         self._src_unit = to_unit(self.source_points, size)
         n = self.config.anchors_per_side
@@ -114,6 +114,8 @@ class WarpSolver:
         gx, gy = np.meshgrid(axis, axis)
         self.nodes = np.stack([gx.ravel(), gy.ravel()], axis=1)  # (G*G, 2)
         self.identity = self.nodes.reshape(self.grid_size, self.grid_size, 2).astype(np.float32)
+        self._nodes32 = self.nodes.astype(np.float32)
+        self._nodes_sq = (self._nodes32**2).sum(axis=1)[:, None]
         self.num_controls = len(CONTROL_LANDMARKS) + len(_OPENING_PAIRS) + len(self._ring_src) + len(self._anchors)
         self._triangles, self._source_areas = self._face_mesh()
 
@@ -190,23 +192,26 @@ class WarpSolver:
     def field(self, centres: np.ndarray, values: np.ndarray, stiffness: float | None = None) -> np.ndarray:
         """Solve the spline through (centres -> values) and sample it: (G, G, 2) float32."""
         n = len(centres)
-        k = tps_kernel(((centres[:, None, :] - centres[None, :, :]) ** 2).sum(-1))
+        sq = (centres**2).sum(axis=1)
+        k = tps_kernel(np.maximum(sq[:, None] + sq[None, :] - 2.0 * centres @ centres.T, 0.0))
         # Smoothing (stiffness) applies to the face's landmarks; the ring and border anchors stay exact.
         diag = np.full(n, self.config.stiffness)
         diag[: len(CONTROL_LANDMARKS) + len(_OPENING_PAIRS)] = self.config.stiffness if stiffness is None else stiffness
         k[np.diag_indices(n)] += diag
-        p = np.c_[np.ones(n), centres]
         a = np.zeros((n + 3, n + 3))
-        a[:n, :n], a[:n, n:], a[n:, :n] = k, p, p.T
+        a[:n, :n] = k
+        a[:n, n] = a[n, :n] = 1.0
+        a[:n, n + 1:] = centres
+        a[n + 1:, :n] = centres.T
         rhs = np.zeros((n + 3, 2))
         rhs[:n] = values
-        coef = np.linalg.solve(a, rhs)
-        nodes = self.nodes.astype(np.float32)
+        coef = np.linalg.solve(a, rhs).astype(np.float32)
         c32 = centres.astype(np.float32)
-        d2 = (nodes * nodes).sum(1)[:, None] + (c32 * c32).sum(1)[None, :] - 2.0 * nodes @ c32.T
-        u = tps_kernel(np.maximum(d2, 0.0))
-        out = u @ coef[:n].astype(np.float32) + coef[n] + nodes @ coef[n + 1:].astype(np.float32)
-        return out.reshape(self.grid_size, self.grid_size, 2).astype(np.float32)
+        d2 = self._nodes_sq + (c32 * c32).sum(axis=1)[None, :] - 2.0 * (self._nodes32 @ c32.T)
+        np.maximum(d2, 1e-12, out=d2)
+        u = d2 * np.log(d2)
+        out = u @ coef[:n] + coef[n] + self._nodes32 @ coef[n + 1:]
+        return out.reshape(self.grid_size, self.grid_size, 2)
 
     def solve(self, target: np.ndarray, min_margin: float = 0.02) -> tuple[np.ndarray, float]:
         """Coarse backward field for ``target`` ((478, 3) crop pixels) and how much of the motion it keeps.
