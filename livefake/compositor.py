@@ -35,15 +35,15 @@ class Compositor:
         self._size = (int(x1 - x0), int(y1 - y0))
         mask = cv2.warpAffine(crop_feather(size, feather), self._to_box, self._size, flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        self._mask = mask[..., None]
-        self._background = self.photo[y0:y1, x0:x1].astype(np.float32)
+        self._weight = np.ascontiguousarray(mask)
+        self._weight_photo = np.ascontiguousarray(1.0 - mask)
+        self._background = np.ascontiguousarray(self.photo[y0:y1, x0:x1])
 
     def paste(self, crop: np.ndarray) -> np.ndarray:
         """A new (H, W, 3) uint8 frame: the photo with ``crop`` blended in where the face is."""
         x0, y0, x1, y1 = self.box
         placed = cv2.warpAffine(crop, self._to_box, self._size, flags=cv2.INTER_LINEAR,
                                 borderMode=cv2.BORDER_REPLICATE)
-        blended = self._background + self._mask * (placed.astype(np.float32) - self._background)
         frame = self.photo.copy()
-        frame[y0:y1, x0:x1] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+        frame[y0:y1, x0:x1] = cv2.blendLinear(placed, self._background, self._weight, self._weight_photo)
         return frame
