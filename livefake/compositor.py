@@ -1,4 +1,9 @@
-"""Compositor: paste the generated crop back into the full source photo through a feathered mask."""
+"""Compositor: paste the generated crop back into the full source photo through a feathered mask.
+
+Given the generator's warp field, the face is resampled from the full-resolution photo instead: the
+field is composed with the crop transform, so a face larger than the crop keeps all its detail, and
+only the mouth interior comes from the crop.
+"""
 
 from __future__ import annotations
 
@@ -38,12 +43,45 @@ class Compositor:
         self._weight = np.ascontiguousarray(mask)
         self._weight_photo = np.ascontiguousarray(1.0 - mask)
         self._background = np.ascontiguousarray(self.photo[y0:y1, x0:x1])
+        self._size_px = size
+        # Box pixels in crop pixels, for looking up the warp field at photo resolution.
+        by, bx = np.mgrid[y0:y1, x0:x1].astype(np.float64)
+        m = source.transform.matrix
+        self._crop_x = (m[0, 0] * bx + m[0, 1] * by + m[0, 2]).astype(np.float32)
+        self._crop_y = (m[1, 0] * bx + m[1, 1] * by + m[1, 2]).astype(np.float32)
+        # Crop unit coordinates ([-1, 1], align_corners=False) to photo pixels: p = A @ u + b.
+        half = size / 2.0
+        self._unit_to_photo = inverse[:, :2] * half
+        self._unit_offset = inverse[:, :2] @ np.array([half - 0.5, half - 0.5]) + inverse[:, 2]
 
-    def paste(self, crop: np.ndarray) -> np.ndarray:
-        """A new (H, W, 3) uint8 frame: the photo with ``crop`` blended in where the face is."""
+    def paste(self, crop: np.ndarray, field: np.ndarray | None = None,
+              mouth_mask: np.ndarray | None = None) -> np.ndarray:
+        """A new (H, W, 3) uint8 frame: the photo with the generated face blended in where the face is.
+
+        ``crop``: (S, S, 3) uint8 generator output. With ``field`` ((G, G, 2) float32 backward warp in
+        crop unit coordinates) the face is resampled from the photo at full resolution and the crop
+        supplies only what the warp cannot, where ``mouth_mask`` ((S, S) float32) says.
+        """
         x0, y0, x1, y1 = self.box
         placed = cv2.warpAffine(crop, self._to_box, self._size, flags=cv2.INTER_LINEAR,
                                 borderMode=cv2.BORDER_REPLICATE)
+        if field is not None:
+            placed = self._warp_photo(field, placed, mouth_mask)
         frame = self.photo.copy()
         frame[y0:y1, x0:x1] = cv2.blendLinear(placed, self._background, self._weight, self._weight_photo)
         return frame
+
+    def _warp_photo(self, field: np.ndarray, placed: np.ndarray, mouth_mask: np.ndarray | None) -> np.ndarray:
+        g = field.shape[0]
+        step = (g - 1) / (self._size_px - 1)  # coarse nodes sit on the first and last pixel centres
+        unit = cv2.remap(field, self._crop_x * step, self._crop_y * step, cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE)
+        a, b = self._unit_to_photo, self._unit_offset
+        map_x = (a[0, 0] * unit[..., 0] + a[0, 1] * unit[..., 1] + b[0]).astype(np.float32)
+        map_y = (a[1, 0] * unit[..., 0] + a[1, 1] * unit[..., 1] + b[1]).astype(np.float32)
+        warped = cv2.remap(self.photo, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        if mouth_mask is not None and mouth_mask.any():
+            inside = cv2.warpAffine(mouth_mask, self._to_box, self._size, flags=cv2.INTER_LINEAR,
+                                    borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+            warped = cv2.blendLinear(placed, warped, inside, 1.0 - inside)
+        return warped

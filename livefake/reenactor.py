@@ -113,7 +113,7 @@ class Reenactor:
         with torch.inference_mode():
             crop = tensor_to_image(self.generator(*inputs))
         lap("generator")
-        frame = self.compositor.paste(crop)
+        frame = self.compositor.paste(crop, field, mouth.mask)
         lap("composite")
         return FrameResult(frame, crop, face is not None, motion, kept, timings)
 

@@ -35,6 +35,7 @@ class RetargetConfig:
     max_scale: float = 1.2
     max_eye_ratio: float = 1.25  # how much wider than the source's own the eyes may open
     min_eye_ratio: float = 0.1  # a slit stays when shut, so the warp stays one-to-one
+    max_gaze: float = 0.2  # iris shift inside the eye, in eye widths
     hold_s: float = 0.5  # face lost: hold the last pose this long ...
     ease_s: float = 0.8  # ... then ease back to neutral over this long
     rejoin_s: float = 0.25  # face back: blend into the new measurement over this long
@@ -94,6 +95,15 @@ def head_pose(points: np.ndarray, reference: np.ndarray) -> tuple[float, np.ndar
     """Similarity (scale, rotation, shift) taking ``reference``'s rigid points onto ``points``'s."""
     rigid = list(fr.RIGID)
     return similarity_fit(reference[rigid], points[rigid])
+
+
+def _eye_local(points: np.ndarray, iris_centre: int, corners: tuple[int, int]) -> np.ndarray:
+    """Iris centre in the eye's own frame: (along, across) the corner line, in eye widths."""
+    a, b = points[corners[0], :2], points[corners[1], :2]
+    axis = b - a
+    width2 = max(float(axis @ axis), 1e-9)
+    rel = points[iris_centre, :2] - 0.5 * (a + b)
+    return np.array([rel @ axis, rel @ np.array([-axis[1], axis[0]])]) / width2
 
 
 def _smoothstep(x: float) -> float:
@@ -176,6 +186,7 @@ class Retargeter:
         a_scale, a_rot, _ = self._align
         expressed = self.source_points + a_scale * expression @ a_rot.T
         self._retarget_lids(expressed, unposed)
+        self._retarget_gaze(expressed, unposed)
         self._keep_lips_apart(expressed)
 
         yaw, pitch, roll = euler_from_rotation(rot)
@@ -205,6 +216,19 @@ class Retargeter:
             ratio = float(np.clip(ratio, cfg.min_eye_ratio, cfg.max_eye_ratio))
             for upper, lower in pairs:
                 expressed[upper] = expressed[lower] + ratio * (src[upper] - src[lower])
+
+    def _retarget_gaze(self, expressed: np.ndarray, unposed: np.ndarray) -> None:
+        """Irises move inside the source's eyes as the driver's do inside theirs, in eye-width units."""
+        assert self._reference is not None
+        src = self.source_points
+        for iris, corners in ((fr.RIGHT_IRIS, fr.RIGHT_EYE_CORNERS), (fr.LEFT_IRIS, fr.LEFT_EYE_CORNERS)):
+            now = _eye_local(unposed, iris[0], corners)
+            ref = _eye_local(self._reference, iris[0], corners)
+            du, dv = np.clip(now - ref, -self.config.max_gaze, self.config.max_gaze)
+            axis = src[corners[1], :2] - src[corners[0], :2]
+            shift = du * axis + dv * np.array([-axis[1], axis[0]])
+            rest = expressed[list(corners), :2].mean(axis=0) - src[list(corners), :2].mean(axis=0)
+            expressed[list(iris), :2] = src[list(iris), :2] + rest + shift
 
     def _keep_lips_apart(self, expressed: np.ndarray) -> None:
         """Upper inner lip never goes below the lower one (a fold), with a hair's gap left between."""

@@ -29,7 +29,7 @@ _NEAR_CORNERS = {
 # Landmarks that steer the spline: contours of face, eyes, brows, lips and nose, plus cheeks and chin.
 CONTROL_LANDMARKS: tuple[int, ...] = tuple(sorted(set(
     fr.FACE_OVAL + fr.LIPS_OUTER + fr.LIPS_INNER + fr.RIGHT_EYE + fr.LEFT_EYE + fr.RIGHT_BROW
-    + fr.LEFT_BROW + fr.NOSE + fr.RIGID + _CHEEKS_AND_CHIN
+    + fr.LEFT_BROW + fr.NOSE + fr.RIGID + _CHEEKS_AND_CHIN + (fr.RIGHT_IRIS[0], fr.LEFT_IRIS[0])
 ) - _NEAR_CORNERS))
 _HEAD_RING = fr.FACE_OVAL[::2]
 # Openings (mouth, eyes) get a control point halfway across each lip or lid pair, so the spline stays
@@ -121,14 +121,16 @@ class WarpSolver:
 
     def _face_mesh(self) -> tuple[np.ndarray, np.ndarray]:
         """Triangles over the control landmarks (indices into CONTROL_LANDMARKS) and their source areas,
-        leaving out those that span the mouth or an eye opening: those may close."""
+        leaving out those that span the mouth or an eye opening (those may close) or hold an iris."""
         idx = list(CONTROL_LANDMARKS)
         pts = self._src_unit[idx]
         tri = Delaunay(pts).simplices
         upper = {p[0] for p in fr.LIPS_INNER_PAIRS + fr.RIGHT_EYE_LID_PAIRS + fr.LEFT_EYE_LID_PAIRS}
         lower = {p[1] for p in fr.LIPS_INNER_PAIRS + fr.RIGHT_EYE_LID_PAIRS + fr.LEFT_EYE_LID_PAIRS}
         names = np.array(idx)[tri]
-        spans = np.array([bool(set(t) & upper) and bool(set(t) & lower) for t in names.tolist()])
+        irises = {fr.RIGHT_IRIS[0], fr.LEFT_IRIS[0]}  # the iris slides across the eye: its triangles may squash
+        spans = np.array([(bool(set(t) & upper) and bool(set(t) & lower)) or bool(set(t) & irises)
+                          for t in names.tolist()])
         tri = tri[~spans]
         tri = tri[np.abs(_signed_areas(pts, tri)) > 1e-7]
         return tri, _signed_areas(pts, tri)
