@@ -2,8 +2,11 @@
 
 import os
 
-# The stages run side by side in threads on few cores: one BLAS thread per call beats BLAS threads
-# fighting MediaPipe, the encoder and torch (measured in benchmarks/RESULTS.md). Set it to override.
+# The stages run side by side in threads on few cores: one BLAS and one OpenMP thread per call beat
+# thread pools spinning against MediaPipe, the encoder and each other (render at 256 on 2 cores: 46 fps
+# with the defaults, 69 with these; benchmarks/RESULTS.md). Set the variables yourself to override;
+# they only take effect when livefake is imported before numpy and torch.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 __version__ = "0.1.0"

@@ -51,8 +51,10 @@ class Compositor:
         self._crop_y = (m[1, 0] * bx + m[1, 1] * by + m[1, 2]).astype(np.float32)
         # Crop unit coordinates ([-1, 1], align_corners=False) to photo pixels: p = A @ u + b.
         half = size / 2.0
-        self._unit_to_photo = inverse[:, :2] * half
-        self._unit_offset = inverse[:, :2] @ np.array([half - 0.5, half - 0.5]) + inverse[:, 2]
+        self._unit_to_photo_matrix = np.hstack([
+            inverse[:, :2] * half, (inverse[:, :2] @ np.array([half - 0.5, half - 0.5]) + inverse[:, 2])[:, None]
+        ])
+        self._crop_step: tuple[int, np.ndarray, np.ndarray] | None = None
 
     def paste(self, crop: np.ndarray, field: np.ndarray | None = None,
               mouth_mask: np.ndarray | None = None) -> np.ndarray:
@@ -63,25 +65,26 @@ class Compositor:
         supplies only what the warp cannot, where ``mouth_mask`` ((S, S) float32) says.
         """
         x0, y0, x1, y1 = self.box
-        placed = cv2.warpAffine(crop, self._to_box, self._size, flags=cv2.INTER_LINEAR,
-                                borderMode=cv2.BORDER_REPLICATE)
-        if field is not None:
-            placed = self._warp_photo(field, placed, mouth_mask)
+        placed = self._warp_photo(field, crop, mouth_mask) if field is not None else self._place(crop)
         frame = self.photo.copy()
         frame[y0:y1, x0:x1] = cv2.blendLinear(placed, self._background, self._weight, self._weight_photo)
         return frame
 
-    def _warp_photo(self, field: np.ndarray, placed: np.ndarray, mouth_mask: np.ndarray | None) -> np.ndarray:
+    def _place(self, crop: np.ndarray) -> np.ndarray:
+        """The crop resampled into the box."""
+        return cv2.warpAffine(crop, self._to_box, self._size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+    def _warp_photo(self, field: np.ndarray, crop: np.ndarray, mouth_mask: np.ndarray | None) -> np.ndarray:
         g = field.shape[0]
-        step = (g - 1) / (self._size_px - 1)  # coarse nodes sit on the first and last pixel centres
-        unit = cv2.remap(field, self._crop_x * step, self._crop_y * step, cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_REPLICATE)
-        a, b = self._unit_to_photo, self._unit_offset
-        map_x = (a[0, 0] * unit[..., 0] + a[0, 1] * unit[..., 1] + b[0]).astype(np.float32)
-        map_y = (a[1, 0] * unit[..., 0] + a[1, 1] * unit[..., 1] + b[1]).astype(np.float32)
-        warped = cv2.remap(self.photo, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        if self._crop_step is None or self._crop_step[0] != g:
+            step = (g - 1) / (self._size_px - 1)  # coarse nodes sit on the first and last pixel centres
+            self._crop_step = (g, self._crop_x * step, self._crop_y * step)
+        _, grid_x, grid_y = self._crop_step
+        unit = cv2.remap(field, grid_x, grid_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        photo_xy = cv2.transform(unit, self._unit_to_photo_matrix)  # (h, w, 2) photo pixels
+        warped = cv2.remap(self.photo, photo_xy, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         if mouth_mask is not None and mouth_mask.any():
             inside = cv2.warpAffine(mouth_mask, self._to_box, self._size, flags=cv2.INTER_LINEAR,
                                     borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-            warped = cv2.blendLinear(placed, warped, inside, 1.0 - inside)
+            warped = cv2.blendLinear(self._place(crop), warped, inside, 1.0 - inside)
         return warped

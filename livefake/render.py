@@ -15,10 +15,10 @@ from tqdm import tqdm
 from livefake import __version__
 from livefake.errors import LivefakeError
 from livefake.prefetch import prefetch
-from livefake.reenactor import FrameResult, ReenactConfig, Reenactor
+from livefake.reenactor import FramePlan, FrameResult, ReenactConfig, Reenactor
 from livefake.scripted_motion import ScriptedDriver
 from livefake.source import PreparedSource, prepare_source
-from livefake.video_io import VideoReader, VideoWriter
+from livefake.video_io import VideoFrame, VideoReader, VideoWriter
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +82,6 @@ def _write_all(
     return RenderReport(output, frames, faces, seconds, {k: v / max(frames, 1) for k, v in stage_ms.items()})
 
 
-def _with_landmark_time(result: FrameResult, ms: float) -> FrameResult:
-    result.timings_ms["landmarks"] = ms
-    return result
-
-
 def render_video(
     source: str | Path | PreparedSource, driving: str | Path, output: str | Path, options: RenderOptions
 ) -> RenderReport:
@@ -103,11 +98,15 @@ def render_video(
             output, w, h, reader.info.fps, audio_from=driving, crf=options.crf,
             metadata={"comment": f"made with livefake {__version__} (face reenactment)"},
         ) as writer:
-            # Landmarks run one stage ahead in a worker thread (MediaPipe releases the GIL).
-            results = (
-                (f.time_s, _with_landmark_time(reenactor.animate(face, f.time_s, f.rgb), ms))
-                for f, (face, ms) in prefetch(reader, lambda f: reenactor.detect(f.rgb), name="livefake-landmarks")
-            )
+            # Landmarks, retargeting and warp geometry run one stage ahead in a worker thread; the
+            # generator and paste-back in this one (MediaPipe, numpy, torch and OpenCV release the GIL).
+            def plan(frame: VideoFrame) -> FramePlan:
+                face, ms = reenactor.detect(frame.rgb)
+                planned = reenactor.plan(face, frame.time_s, frame.rgb)
+                planned.timings_ms["landmarks"] = ms
+                return planned
+
+            results = ((f.time_s, reenactor.render(p)) for f, p in prefetch(reader, plan, name="livefake-plan"))
             report = _write_all(results, writer, total, options.progress, output)
     if report.frames == 0:
         output.unlink(missing_ok=True)
