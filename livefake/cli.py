@@ -38,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--size", type=_size, metavar="WxH",
                        help="output frame size (default: the source photo's own)")
         p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
+        p.add_argument("--full-res", action="store_true",
+                       help="resample the face from the full-resolution photo through the warp instead of pasting "
+                            "the crop back: sharper when the face is larger than the crop, slower on the CPU")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     render = sub.add_parser("render", help="reenact a photo with the motion of a driving video into an MP4")
@@ -56,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def run(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run the command; returns the exit code. Raises :class:`LivefakeError`."""
+    from livefake.reenactor import ReenactConfig
     from livefake.render import RenderOptions, render_demo, render_video
 
     args = _parser().parse_args(argv)
@@ -65,7 +69,7 @@ def run(argv: list[str] | None = None) -> int:
             "--output OUT.mp4' or 'livefake demo'"
         )
     options = RenderOptions(crop_size=args.crop_size, output_size=args.size, max_frames=args.max_frames,
-                            progress=not args.quiet)
+                            progress=not args.quiet, reenact=ReenactConfig(full_resolution=args.full_res))
     if args.command == "render":
         report = render_video(args.source, args.driving, args.output, options)
     else:

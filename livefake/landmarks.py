@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -15,6 +18,26 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 log = logging.getLogger(__name__)
 
 NUM_LANDMARKS = 478
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """MediaPipe's C++ side prints start-up notices ("Created TensorFlow Lite XNNPACK delegate", feedback
+    tensor warnings) straight to file descriptor 2; hide them while the graph starts."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # no real stderr (captured): nothing to hide
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), fd)
+            yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
 
 
 @dataclass(frozen=True)
@@ -48,13 +71,15 @@ class LandmarkDetector:
         import mediapipe as mp
 
         self.video = video
-        self._mesh = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=not video,
-            max_num_faces=max_faces,
-            refine_landmarks=True,
-            min_detection_confidence=min_confidence,
-            min_tracking_confidence=min_confidence,
-        )
+        self._started = False
+        with _native_stderr_silenced():
+            self._mesh = mp.solutions.face_mesh.FaceMesh(
+                static_image_mode=not video,
+                max_num_faces=max_faces,
+                refine_landmarks=True,
+                min_detection_confidence=min_confidence,
+                min_tracking_confidence=min_confidence,
+            )
 
     def detect(self, rgb: np.ndarray) -> FaceLandmarks | None:
         """Landmarks of the largest face in ``rgb`` ((H, W, 3) uint8 RGB), or ``None`` with no face."""
@@ -62,7 +87,12 @@ class LandmarkDetector:
             raise ValueError(f"expected (H, W, 3) uint8 RGB, got {rgb.shape} {rgb.dtype}")
         if self._mesh is None:
             raise RuntimeError("LandmarkDetector is closed")
-        result = self._mesh.process(rgb)
+        if self._started:
+            result = self._mesh.process(rgb)
+        else:  # the first frame starts the graph's calculators, which print notices
+            with _native_stderr_silenced():
+                result = self._mesh.process(rgb)
+            self._started = True
         faces = result.multi_face_landmarks
         if not faces:
             return None

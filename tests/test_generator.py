@@ -1,0 +1,82 @@
+"""The generator module: agrees with its function, reproduces the source at rest, opens the mouth,
+and exports to ONNX with the same output in ONNX Runtime (real faces, real driving frames)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import clip_frames, prepared
+
+from livefake.color import ReinhardMatch, lab_to_rgb, masked_lab_stats, rgb_to_lab
+from livefake.generator import GeneratorInputs, reenact_crop
+from livefake.reenactor import Reenactor
+
+
+def frame_inputs(size: int = 256, frame: int = 140) -> tuple[Reenactor, GeneratorInputs]:
+    """Generator inputs for a wide-open-mouth frame of mouth_open.mp4 driving glasses_dim.jpg."""
+    frames = clip_frames("mouth_open.mp4", frame + 1)
+    r = Reenactor(prepared("glasses_dim.jpg", size))
+    for i, f in enumerate(frames[:-1]):
+        face, _ = r.detect(f)
+        r.plan(face, i / 30, f)
+    face, _ = r.detect(frames[-1])
+    plan = r.plan(face, frame / 30, frames[-1])
+    m = plan.mouth
+    from livefake.generator import image_to_tensor
+
+    inputs = GeneratorInputs(
+        r._source_tensor, torch.from_numpy(plan.field)[None], image_to_tensor(m.patch),
+        torch.from_numpy(m.affine)[None], torch.from_numpy(m.mask)[None, None],
+        torch.from_numpy(m.patch_skin)[None, None], r._source_stats, torch.tensor([[m.recolor]]),
+    )
+    return r, inputs
+
+
+def test_module_matches_function_and_opens_the_mouth():
+    r, inputs = frame_inputs()
+    with torch.inference_mode():
+        out = r.generator(*inputs)
+        ref = reenact_crop(inputs, r.generator.pixels, r.size)
+    assert out.shape == (1, 3, 256, 256)
+    torch.testing.assert_close(out, ref)
+    assert inputs.mouth_mask.max() > 0.9 and inputs.recolor.item() == 1.0
+    # Inside the opened mouth the output is the driver's dark interior, not the source's lips.
+    inside = inputs.mouth_mask[0, 0] > 0.9
+    assert out[0][:, inside].mean() < 0.6 * inputs.source[0][:, inside].mean()
+
+
+def test_identity_field_reproduces_the_source():
+    r, inputs = frame_inputs()
+    still = inputs._replace(warp_field=torch.from_numpy(r.warp.identity)[None],
+                            mouth_mask=torch.zeros_like(inputs.mouth_mask))
+    with torch.inference_mode():
+        out = r.generator(*still)
+    assert (out - inputs.source).abs().max() < 1e-4
+
+
+def test_lab_round_trip_and_reinhard_moves_statistics():
+    src = torch.from_numpy(prepared("glasses_dim.jpg").crop).permute(2, 0, 1)[None].float() / 255
+    torch.testing.assert_close(lab_to_rgb(rgb_to_lab(src)), src, atol=2e-4, rtol=0)
+    target = masked_lab_stats(rgb_to_lab(src * 0.6 + 0.2), torch.ones(1, 1, 256, 256))
+    matched = ReinhardMatch()(src, torch.ones(1, 1, 256, 256), target)
+    got = masked_lab_stats(rgb_to_lab(matched), torch.ones(1, 1, 256, 256))
+    torch.testing.assert_close(got, target, atol=1.0, rtol=0.02)
+
+
+def test_onnx_export_matches_torch_in_onnxruntime(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
+    r, inputs = frame_inputs()
+    path = tmp_path / "generator.onnx"
+    names = list(GeneratorInputs._fields)
+    torch.onnx.export(r.generator, tuple(inputs), str(path), input_names=names, output_names=["crop"],
+                      opset_version=17, dynamo=False)
+    onnx.checker.check_model(onnx.load(str(path)))
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {n: t.numpy() for n, t in zip(names, inputs)})[0]
+    with torch.inference_mode():
+        want = r.generator(*inputs).numpy()
+    assert np.abs(got - want).max() <= 1e-3
+    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert "GridSample" in ops and not ops & {"Loop", "If"}  # static graph, no data-dependent control flow
