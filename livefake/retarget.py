@@ -30,9 +30,10 @@ class RetargetConfig:
     max_yaw_deg: float = 30.0
     max_pitch_deg: float = 25.0
     max_roll_deg: float = 35.0
-    max_shift: float = 0.08  # of the crop side
-    min_scale: float = 0.85
-    max_scale: float = 1.2
+    max_shift: float = 0.15  # of the crop side
+    crop_margin: float = 0.1  # the face keeps this share of the crop side from its edges
+    min_scale: float = 0.7
+    max_scale: float = 1.35
     max_eye_ratio: float = 1.25  # how much wider than the source's own the eyes may open
     min_eye_ratio: float = 0.1  # a slit stays when shut, so the warp stays one-to-one
     max_gaze: float = 0.2  # iris shift inside the eye, in eye widths
@@ -202,7 +203,25 @@ class Retargeter:
         centre = self.source_points[list(fr.RIGID)].mean(axis=0)
         target = centre + scale * (expressed - centre) @ rot_src.T
         target[:, :2] += move
-        return Motion(target=target, driver_points=driver_points, pose=(yaw, pitch, roll))
+        return Motion(target=self._keep_inside(target), driver_points=driver_points, pose=(yaw, pitch, roll))
+
+    def _keep_inside(self, target: np.ndarray) -> np.ndarray:
+        """Shrink, then shift the face back so it keeps a margin inside the crop: a face pressed against
+        the crop's fixed border would drag the background along."""
+        size = self._crop_size
+        lo, hi = self.config.crop_margin * size, (1 - self.config.crop_margin) * size
+        xy = target[:, :2]
+        span = (xy.max(axis=0) - xy.min(axis=0)).max()
+        if span > hi - lo:
+            centre = xy.mean(axis=0)
+            target = target.copy()
+            target[:, :2] = centre + (xy - centre) * ((hi - lo) / span)
+            xy = target[:, :2]
+        shift = np.maximum(lo - xy.min(axis=0), 0.0) - np.maximum(xy.max(axis=0) - hi, 0.0)
+        if shift.any():
+            target = target.copy()
+            target[:, :2] += shift
+        return target
 
     def _retarget_lids(self, expressed: np.ndarray, unposed: np.ndarray) -> None:
         """Upper lids follow the driver's lid gap as a ratio of the reference, on the source's own eyes."""

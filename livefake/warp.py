@@ -167,7 +167,7 @@ class WarpSolver:
         s, r, t = similarity_fit(
             np.c_[self._src_unit[rigid], np.zeros(len(rigid))], np.c_[tgt[rigid], np.zeros(len(rigid))]
         )
-        ring_tgt = (s * self._ring_src @ r[:2, :2].T) + t[:2]
+        ring_tgt = np.clip((s * self._ring_src @ r[:2, :2].T) + t[:2], -0.85, 0.85)  # clear of the border
         mid_tgt = 0.5 * (tgt[_OPENING_PAIRS[:, 0]] + tgt[_OPENING_PAIRS[:, 1]])
         mid_src = 0.5 * (src[_OPENING_PAIRS[:, 0]] + src[_OPENING_PAIRS[:, 1]])
         centres = np.concatenate([self.untangle(tgt[idx]), mid_tgt, ring_tgt, self._anchors])

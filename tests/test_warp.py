@@ -64,7 +64,8 @@ def test_warp_never_folds_on_real_driving(clip):
                 border = np.concatenate([field[0], field[-1], field[:, 0], field[:, -1]])
                 ident = np.concatenate([solver.identity[0], solver.identity[-1], solver.identity[:, 0],
                                         solver.identity[:, -1]])
-                # The crop edge stays within 3 px (where the paste-back mask is ~0, so the photo shows).
+                # The crop edge stays within 3 px even when the driver walks up to the camera (harsh_light);
+                # the paste-back mask is below 0.04 there, so the photo itself shows.
                 assert np.abs(border - ident).max() * 128 < 3.0
     assert worst > 0
     assert np.mean(np.array(kept_all) == 1.0) > 0.9  # the guard is a rare safety net, not the rule
