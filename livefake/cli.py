@@ -11,8 +11,6 @@ from pathlib import Path
 from livefake import __version__
 from livefake.errors import LivefakeError
 
-log = logging.getLogger("livefake")
-
 
 def _size(text: str) -> tuple[int, int]:
     try:
@@ -24,10 +22,30 @@ def _size(text: str) -> tuple[int, int]:
     return w, h
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got '{text}'")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (0 < value <= 3600):  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"expected seconds between 0 and 3600, got '{text}'")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="livefake",
-        description="Reenact the face in one photo with the motion of a driving video or a webcam.",
+        description="Reenact the face in one photo with the motion of a driving video.",
     )
     parser.add_argument("--version", action="version", version=f"livefake {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -37,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="generator resolution of the face crop (default 256)")
         p.add_argument("--size", type=_size, metavar="WxH",
                        help="output frame size (default: the source photo's own)")
-        p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
+        p.add_argument("--max-frames", type=_positive_int, metavar="N", help="stop after N frames")
         p.add_argument("--full-res", action="store_true",
                        help="resample the face from the full-resolution photo through the warp instead of pasting "
                             "the crop back: sharper when the face is larger than the crop, slower on the CPU")
@@ -52,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="animate the built-in face with built-in motion (no files needed)")
     demo.add_argument("--output", type=Path, default=Path("demo.mp4"), help="MP4 to write (default demo.mp4)")
     demo.add_argument("--source", type=Path, help="use this photo instead of the built-in face")
-    demo.add_argument("--seconds", type=float, default=8.0, help="length of the demo (default 8)")
+    demo.add_argument("--seconds", type=_seconds, default=8.0, help="length of the demo (default 8)")
     common(demo)
     return parser
 
@@ -92,3 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("livefake: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # a bug, not the user's doing: still one line, with what to report
+        print(f"livefake: internal error: {type(err).__name__}: {err}; please report it with the command you ran",
+              file=sys.stderr)
+        return 2

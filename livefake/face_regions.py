@@ -22,7 +22,6 @@ LIPS_INNER = (
 LIPS_INNER_PAIRS = (
     (191, 95), (80, 88), (81, 178), (82, 87), (13, 14), (312, 317), (311, 402), (310, 318), (415, 324),
 )
-MOUTH_CORNERS = (78, 308)
 
 # Eye contours and (upper, lower) lid pairs, corner to corner.
 RIGHT_EYE = (33, 246, 161, 160, 159, 158, 157, 173, 133, 155, 154, 153, 145, 144, 163, 7)
@@ -74,3 +73,9 @@ def mouth_openness(points: np.ndarray) -> float:
     up = points[[p[0] for p in LIPS_INNER_PAIRS[2:7]], :2]
     low = points[[p[1] for p in LIPS_INNER_PAIRS[2:7]], :2]
     return float(np.linalg.norm(up - low, axis=1).mean()) / max(interocular(points), 1e-6)
+
+
+def down_axis(points: np.ndarray) -> np.ndarray:
+    """Unit vector (2,) pointing down the face, from between the outer eye corners to the lips."""
+    down = points[list(LIPS_OUTER), :2].mean(axis=0) - points[[33, 263], :2].mean(axis=0)
+    return down / max(float(np.linalg.norm(down)), 1e-9)

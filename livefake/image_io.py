@@ -17,6 +17,8 @@ def load_rgb(path: str | Path) -> np.ndarray:
     16-bit images. Any problem the user can fix raises :class:`LivefakeError` with one line.
     """
     path = Path(path)
+    if path.is_dir():
+        raise LivefakeError(f"source image '{path}' is a folder; give the path of a photo inside it")
     if not path.is_file():
         raise LivefakeError(f"source image '{path}' does not exist; check the path")
     try:

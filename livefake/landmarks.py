@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -14,11 +13,6 @@ import numpy as np
 
 os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe's C++ logging: warnings and below stay quiet
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-log = logging.getLogger(__name__)
-
-NUM_LANDMARKS = 478
-
 
 @contextlib.contextmanager
 def _native_stderr_silenced() -> Iterator[None]:
@@ -71,7 +65,7 @@ class LandmarkDetector:
         import mediapipe as mp
 
         self.video = video
-        self._started = False
+        self._quiet_calls = 3  # the graph's threads print their notices during the first few frames
         with _native_stderr_silenced():
             self._mesh = mp.solutions.face_mesh.FaceMesh(
                 static_image_mode=not video,
@@ -87,12 +81,12 @@ class LandmarkDetector:
             raise ValueError(f"expected (H, W, 3) uint8 RGB, got {rgb.shape} {rgb.dtype}")
         if self._mesh is None:
             raise RuntimeError("LandmarkDetector is closed")
-        if self._started:
+        if self._quiet_calls <= 0:
             result = self._mesh.process(rgb)
-        else:  # the first frame starts the graph's calculators, which print notices
+        else:  # the first frames start the graph's calculators, which print notices
             with _native_stderr_silenced():
                 result = self._mesh.process(rgb)
-            self._started = True
+            self._quiet_calls -= 1
         faces = result.multi_face_landmarks
         if not faces:
             return None

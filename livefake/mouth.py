@@ -39,14 +39,9 @@ class MouthInputs:
     recolor: float
 
 
-def _down_axis(points: np.ndarray) -> np.ndarray:
-    down = points[list(fr.LIPS_OUTER), :2].mean(axis=0) - points[[33, 263], :2].mean(axis=0)
-    return down / max(float(np.linalg.norm(down)), 1e-9)
-
-
 def inner_gap(points: np.ndarray) -> float:
     """Mean opening between the inner lips along the face's downward axis, in the points' units."""
-    down = _down_axis(points)
+    down = fr.down_axis(points)
     return float(((points[_LOWER_INNER, :2] - points[_UPPER_INNER, :2]) @ down).mean())
 
 
@@ -72,7 +67,8 @@ def polygon_mask(points_px: np.ndarray, size: int, blur_px: float) -> np.ndarray
 def builtin_interior(size: int) -> np.ndarray:
     """A drawn mouth interior for when no driver video is at hand (the demo): dark cavity, upper teeth,
     tongue. (size, size, 3) uint8; the opening spans x in [-0.6, 0.6], y in [-0.35, 0.35] of the patch."""
-    y, x = np.mgrid[-1:1:size * 1j, -1:1:size * 1j].astype(np.float32)
+    centres = (np.arange(size, dtype=np.float32) + 0.5) * (2.0 / size) - 1.0  # grid_sample's pixel centres
+    y, x = np.meshgrid(centres, centres, indexing="ij")
     cavity = np.clip(1.0 - (x / 0.7) ** 2 - (y / 0.45) ** 2, 0, 1)
     img = np.stack([70 - 45 * cavity, 22 - 14 * cavity, 28 - 18 * cavity], -1)
     teeth = (1 / (1 + np.exp((y + 0.12) * 40))) * (1 / (1 + np.exp((np.abs(x) - 0.42) * 30)))
@@ -113,8 +109,8 @@ class MouthGeometry:
         self, target: np.ndarray, driver_points: np.ndarray | None, driver_rgb: np.ndarray | None
     ) -> MouthInputs:
         """Mouth inputs for target landmarks ``target`` ((478, 3) crop px), taking the interior from the
-        driver's frame ``driver_rgb`` at ``driver_points`` (its pixels) when given, else the last one seen
-        or the built-in interior."""
+        driver's frame ``driver_rgb`` at ``driver_points`` (that frame's landmarks, its pixels) when both
+        are given, else the last one seen or the built-in interior."""
         alpha = self.opening(target)
         if alpha <= 0.0:
             patch = self._last_driver.patch if self._last_driver else self._builtin
@@ -123,7 +119,7 @@ class MouthGeometry:
         mask = polygon_mask(target[_INNER_WITH_CORNERS], self.crop_size, blur) * alpha
         tgt_unit = to_unit(target[_INNER_WITH_CORNERS], self.crop_size)
         if driver_points is not None and driver_rgb is not None:
-            patch, lips_px, skin = self._cut_driver(driver_points, driver_rgb)
+            patch, lips_px, skin = self.cut_patch(driver_points, driver_rgb)
             affine = fit_affine(tgt_unit, to_unit(lips_px, self.patch_size))
             self._last_driver = MouthInputs(patch, affine, mask, skin, 1.0)
             return self._last_driver
@@ -133,10 +129,11 @@ class MouthGeometry:
         affine = fit_affine(tgt_unit, self._builtin_lips)
         return MouthInputs(self._builtin, affine, mask, self._zero_skin, 0.0)
 
-    def _cut_driver(
+    def cut_patch(
         self, points: np.ndarray, rgb: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Patch around the driver's mouth, the inner lips in patch pixels, and the skin ring around the lips."""
+        """Patch around a face's mouth ((478, 2+) ``points`` in ``rgb``'s pixels), its inner lips in patch
+        pixels, and the skin ring around the lips (the region whose colour statistics are matched)."""
         m = self.patch_size
         outer = points[list(fr.LIPS_OUTER), :2]
         centre = outer.mean(axis=0)

@@ -73,6 +73,7 @@ class Reenactor:
         size = source.transform.size
         self.size = size
         self.detector: LandmarkDetector | None = None
+        self._closed = False
         self.retargeter = Retargeter(source, self.config.retarget)
         self.warp = WarpSolver(source.points, size, self.config.warp)
         self.mouth = MouthGeometry(source.points, size, patch_size=max(32, size // 4))
@@ -82,7 +83,7 @@ class Reenactor:
         self._source_stats = self._mouth_skin_stats(source.points, source.crop)
 
     def _mouth_skin_stats(self, points: np.ndarray, crop: np.ndarray) -> torch.Tensor:
-        patch, _, skin = self.mouth._cut_driver(points, crop)
+        patch, _, skin = self.mouth.cut_patch(points, crop)
         return masked_lab_stats(rgb_to_lab(image_to_tensor(patch)), torch.from_numpy(skin)[None, None])
 
     def process(self, driver_rgb: np.ndarray, t: float) -> FrameResult:
@@ -94,6 +95,8 @@ class Reenactor:
 
     def detect(self, driver_rgb: np.ndarray) -> tuple[FaceLandmarks | None, float]:
         """The landmarks stage alone (tracking: call it on frames in order), and its time in ms."""
+        if self._closed:
+            raise RuntimeError("Reenactor is closed")
         if self.detector is None:
             self.detector = LandmarkDetector(video=True)
         start = time.perf_counter()
@@ -114,7 +117,8 @@ class Reenactor:
         mid = time.perf_counter()
         field, kept = self.warp.solve(motion.target)
         target = self.warp.source_points + kept * (motion.target - self.warp.source_points)
-        mouth = self.mouth.inputs(target, motion.driver_points, driver_rgb if face is not None else None)
+        # The interior is cut from this very frame, so at this frame's own (unsmoothed) landmarks.
+        mouth = self.mouth.inputs(target, None if face is None else face.points, driver_rgb)
         end = time.perf_counter()
         timings = {"retarget": (mid - start) * 1000, "geometry": (end - mid) * 1000}
         return FramePlan(face is not None, motion, kept, field, mouth, timings)
@@ -149,6 +153,7 @@ class Reenactor:
         self.retargeter.reset_reference()
 
     def close(self) -> None:
+        self._closed = True
         if self.detector is not None:
             self.detector.close()
             self.detector = None

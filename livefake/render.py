@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import logging
+import contextlib
+import itertools
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -19,8 +20,6 @@ from livefake.reenactor import FramePlan, FrameResult, ReenactConfig, Reenactor
 from livefake.scripted_motion import ScriptedDriver
 from livefake.source import PreparedSource, prepare_source
 from livefake.video_io import VideoFrame, VideoReader, VideoWriter
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -87,6 +86,9 @@ def render_video(
 ) -> RenderReport:
     """Reenact ``source`` with the motion of ``driving`` into the H.264 MP4 ``output``, with its audio."""
     output = Path(output)
+    inputs = [Path(driving)] + ([] if isinstance(source, PreparedSource) else [Path(source)])
+    if any(output.resolve() == p.resolve() for p in inputs):
+        raise LivefakeError(f"the output '{output}' is one of the inputs; choose another output file name")
     prepared = source if isinstance(source, PreparedSource) else prepare_source(
         source, crop_size=options.crop_size, output_size=options.output_size)
     h, w = prepared.photo.shape[:2]
@@ -106,11 +108,10 @@ def render_video(
                 planned.timings_ms["landmarks"] = ms
                 return planned
 
-            results = ((f.time_s, reenactor.render(p)) for f, p in prefetch(reader, plan, name="livefake-plan"))
-            report = _write_all(results, writer, total, options.progress, output)
-    if report.frames == 0:
-        output.unlink(missing_ok=True)
-        raise LivefakeError(f"'{driving}' has no frames that could be decoded; pick another clip")
+            # closing() stops the worker before the reenactor and reader close, even on an error.
+            with contextlib.closing(prefetch(reader, plan, name="livefake-plan")) as planned:
+                results = ((f.time_s, reenactor.render(p)) for f, p in planned)
+                report = _write_all(results, writer, total, options.progress, output)
     if report.faces_found == 0:
         output.unlink(missing_ok=True)
         raise LivefakeError(
@@ -127,12 +128,11 @@ def render_demo(output: str | Path, options: RenderOptions, *, source: str | Pat
                               name=None if source is not None else "built-in face")
     h, w = prepared.photo.shape[:2]
     driver = ScriptedDriver(prepared.points, prepared.crop.shape[1], prepared.crop.shape[0], seconds=seconds)
-    steps: Iterable[tuple[float, object]] = driver
-    if options.max_frames is not None:
-        steps = list(driver)[: options.max_frames]
+    steps = itertools.islice(driver, options.max_frames)
     with Reenactor(prepared, options.reenact) as reenactor, VideoWriter(
         output, w, h, Fraction(driver.fps),
         metadata={"comment": f"made with livefake {__version__} (face reenactment demo)"},
     ) as writer:
-        results = ((t, reenactor.animate(face, t)) for t, face in steps)  # type: ignore[arg-type]
-        return _write_all(results, writer, len(driver), options.progress, Path(output))
+        results = ((t, reenactor.animate(face, t)) for t, face in steps)
+        total = min(len(driver), options.max_frames or len(driver))
+        return _write_all(results, writer, total, options.progress, Path(output))

@@ -54,13 +54,11 @@ class RetargetConfig:
 class Motion:
     """Where the source's landmarks go for one frame.
 
-    ``target``: (478, 3) float64 in source-crop pixels; ``driver_points``: (478, 3) the driver's
-    (smoothed) landmarks in its own frame's pixels, or ``None`` while its face is lost;
-    ``pose``: clamped (yaw, pitch, roll) in degrees relative to the driver's reference.
+    ``target``: (478, 3) float64 in source-crop pixels; ``pose``: clamped (yaw, pitch, roll) in degrees
+    relative to the driver's reference.
     """
 
     target: np.ndarray
-    driver_points: np.ndarray | None
     pose: tuple[float, float, float]
 
 
@@ -146,7 +144,7 @@ class Retargeter:
     def update(self, face: FaceLandmarks | None, t: float) -> Motion:
         """Motion for the driving frame taken at ``t`` seconds; ``face`` is ``None`` when none was found."""
         if face is None:
-            return self._motion(self._lost(t), None)
+            return self._motion(self._lost(t))
         points = face.points.astype(np.float64)
         if self._reference is None:
             self._reference = points.copy()
@@ -163,7 +161,7 @@ class Retargeter:
             if w >= 1.0:
                 self._back_since = self._back_from = None
         self._shown = shape
-        return self._motion(shape, shape)
+        return self._motion(shape)
 
     def _lost(self, t: float) -> np.ndarray | None:
         if self._shown is None or self._reference is None:
@@ -175,9 +173,9 @@ class Retargeter:
         self._shown = (1 - w) * self._lost_shape + w * self._reference
         return self._shown
 
-    def _motion(self, shape: np.ndarray | None, driver_points: np.ndarray | None) -> Motion:
+    def _motion(self, shape: np.ndarray | None) -> Motion:
         if shape is None or self._reference is None or self._align is None:
-            return Motion(target=self.source_points.copy(), driver_points=None, pose=(0.0, 0.0, 0.0))
+            return Motion(target=self.source_points.copy(), pose=(0.0, 0.0, 0.0))
         cfg = self.config
         ref = self._reference
         scale, rot, shift = head_pose(shape, ref)
@@ -205,7 +203,7 @@ class Retargeter:
         centre = self.source_points[list(fr.RIGID)].mean(axis=0)
         target = centre + scale * (expressed - centre) @ rot_src.T
         target[:, :2] += move
-        return Motion(target=self._keep_inside(target), driver_points=driver_points, pose=(yaw, pitch, roll))
+        return Motion(target=self._keep_inside(target), pose=(yaw, pitch, roll))
 
     def _keep_inside(self, target: np.ndarray) -> np.ndarray:
         """Shrink, then shift the face back so it keeps a margin inside the crop: a face pressed against
@@ -254,8 +252,7 @@ class Retargeter:
     def _keep_lips_apart(self, expressed: np.ndarray) -> None:
         """Upper inner lip never goes below the lower one (a fold), with a hair's gap left between."""
         src = self.source_points
-        down = src[list(fr.LIPS_OUTER)].mean(axis=0) - src[[33, 263]].mean(axis=0)
-        down /= np.linalg.norm(down)
+        down = np.r_[fr.down_axis(src), 0.0]
         for upper, lower in fr.LIPS_INNER_PAIRS:
             min_gap = min(0.01 * self._source_iod, float((src[lower] - src[upper]) @ down))
             gap = float((expressed[lower] - expressed[upper]) @ down)

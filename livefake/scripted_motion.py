@@ -41,8 +41,7 @@ def pose_face(neutral: np.ndarray, state: dict[str, float]) -> np.ndarray:
     """Move (478, 3) neutral landmarks (pixels) to the scripted ``state``; returns a new array."""
     p = neutral.astype(np.float64).copy()
     iod = fr.interocular(neutral)
-    down = p[list(fr.LIPS_OUTER), :2].mean(axis=0) - p[[33, 263], :2].mean(axis=0)
-    down /= np.linalg.norm(down)
+    down = fr.down_axis(p)
     along = (p[:, :2] - p[13, :2]) @ down  # distance below the upper inner lip, in pixels
     across = np.abs((p[:, :2] - p[13, :2]) @ np.array([-down[1], down[0]]))
     # Jaw: everything below the lips' parting line drops, fading out towards the cheeks.

@@ -182,6 +182,13 @@ class VideoWriter:
         action = f"write video '{self.path}'"
         if not self.path.parent.is_dir():
             raise _error(action, f"the folder '{self.path.parent}' does not exist", "create it or choose another path")
+        if self.path.is_dir():
+            raise _error(action, "it is a folder", "give a file name such as out.mp4")
+        try:  # FFmpeg opens the file only when encoding starts: find an unwritable path now
+            with open(self.path, "ab"):
+                pass
+        except OSError as err:
+            raise _error(action, err.strerror or err, "choose a path in a folder you can write to") from None
         try:
             self._audio_source = None if audio_from is None else av.open(str(audio_from))
         except (av.FFmpegError, OSError) as err:
@@ -189,6 +196,8 @@ class VideoWriter:
         try:
             self._out = av.open(str(self.path), "w", format="mp4", options={"movflags": "+faststart"})
         except (av.FFmpegError, OSError) as err:
+            if self._audio_source is not None:
+                self._audio_source.close()
             raise _error(action, err, "check that the folder is writable") from None
         self._out.metadata.update(metadata or {})
         self._video = self._out.add_stream("libx264", rate=self.fps, options={"crf": str(crf), "preset": preset})

@@ -81,7 +81,7 @@ def fold_margin(field: np.ndarray) -> float:
     for ex in (dx[:-1, :], dx[1:, :]):
         for ey in (dy[:, :-1], dy[:, 1:]):
             dets.append(ex[..., 0] * ey[..., 1] - ex[..., 1] * ey[..., 0])
-    step = 2.0 * (1.0 - 1.0 / g) / (g - 1)  # a rough identity step; exact value is irrelevant for sign
+    step = 2.0 / (g - 1)  # about the identity field's node spacing; only the sign is exact
     return float(np.min(dets)) / step**2
 
 
@@ -179,8 +179,7 @@ class WarpSolver:
         source, the inner lips sample a little into the lips, so the opening (covered by the mouth
         interior) maps onto a band of lip and not onto a line, which would fold the spline."""
         src = self._src_unit.copy()
-        down = src[list(fr.LIPS_OUTER)].mean(axis=0) - src[[33, 263]].mean(axis=0)
-        down /= np.linalg.norm(down)
+        down = fr.down_axis(src)
         upper_lip = max(0.0, float((src[13] - src[0]) @ down))
         lower_lip = max(0.0, float((src[17] - src[14]) @ down))
         for upper, lower in fr.LIPS_INNER_PAIRS:

@@ -140,4 +140,22 @@ def test_bad_inputs_each_give_one_clear_line(tmp_path, capsys):
     assert not (tmp_path / "o.mp4").exists()
     err = _cli_error(capsys, ["render", "--source", photo, "--driving", clip, "--output",
                               str(tmp_path / "missing" / "o.mp4"), "--quiet"])
-    assert "missing" in err
+    assert "does not exist" in err
+    assert "is a folder" in _cli_error(capsys, ["render", "--source", str(tmp_path), "--driving", clip,
+                                                "--output", out])
+    assert "is a folder" in _cli_error(capsys, ["render", "--source", photo, "--driving", clip,
+                                                "--output", str(tmp_path), "--quiet"])
+    copy = tmp_path / "clip.mp4"
+    copy.write_bytes(face_file("videos", "mouth_open.mp4").read_bytes())
+    assert "one of the inputs" in _cli_error(capsys, ["render", "--source", photo, "--driving", str(copy),
+                                                      "--output", str(copy)])
+    assert copy.read_bytes() == face_file("videos", "mouth_open.mp4").read_bytes()  # the input is untouched
+
+
+@pytest.mark.parametrize("argv", [["demo", "--seconds", "nan"], ["demo", "--seconds", "-1"],
+                                  ["demo", "--max-frames", "0"], ["render", "--size", "0x0"]])
+def test_bad_numbers_are_refused_by_the_parser(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert "Traceback" not in capsys.readouterr().err

@@ -60,11 +60,13 @@ def test_crop_is_aligned_and_maps_back():
     assert np.abs(back - again.points[:, :2]).max() < 1e-3 * src.photo.shape[1] + 1e-2
 
 
-def test_crop_transform_scales_with_size():
-    pts = prepared("astronaut.png").points
-    t256 = face_crop_transform(pts, 256)
-    t512 = face_crop_transform(pts, 512)
-    assert t512.scale == pytest.approx(2 * t256.scale)
+def test_crop_frames_the_face_the_same_whatever_the_photo_size():
+    rgb = load_rgb(face_file("images", "glasses_dim.jpg"))
+    big = np.asarray(Image.fromarray(rgb).resize((rgb.shape[1] * 2, rgb.shape[0] * 2), Image.BICUBIC))
+    small, large = prepare_source(rgb), prepare_source(big)
+    assert large.transform.scale == pytest.approx(small.transform.scale / 2, rel=0.02)
+    assert np.abs(large.points[:, :2] - small.points[:, :2]).mean() < 1.0  # crop pixels
+    assert face_crop_transform(small.points, 512).size == 512
 
 
 @pytest.mark.parametrize("mode", ["RGBA", "L", "I;16", "P", "webp", "exif"])
