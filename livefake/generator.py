@@ -51,9 +51,13 @@ def reenact_crop(
                           align_corners=True).permute(0, 2, 3, 1)
     warped = F.grid_sample(inputs.source, field, mode="bilinear", padding_mode="border", align_corners=False)
     patch_lab = rgb_to_lab(inputs.mouth_patch)
-    matched = reinhard_transfer(patch_lab, masked_lab_stats(patch_lab, inputs.patch_skin), inputs.source_stats)
-    recolor = inputs.recolor[:, :, None, None]
-    patch = lab_to_rgb(patch_lab + recolor * (matched - patch_lab))
+    skin_stats = masked_lab_stats(patch_lab, inputs.patch_skin)
+    matched = reinhard_transfer(patch_lab, skin_stats, inputs.source_stats)
+    # The skin's colour cast carries over to the interior in proportion to its lightness: a dark mouth
+    # shifted by the full skin chroma difference turns blue or green.
+    light = (patch_lab[:, 0:1] / skin_stats[:, 0, 0, None, None, None].clamp_min(1.0)).clamp(0.0, 1.0)
+    weight = torch.cat([torch.ones_like(light), light, light], dim=1) * inputs.recolor[:, :, None, None]
+    patch = lab_to_rgb(patch_lab + weight * (matched - patch_lab))
     mouth_grid = torch.matmul(pixels, inputs.mouth_affine.transpose(1, 2)).reshape(1, size, size, 2)
     mouth = F.grid_sample(patch, mouth_grid, mode="bilinear", padding_mode="border", align_corners=False)
     return warped + inputs.mouth_mask * (mouth - warped)
