@@ -13,10 +13,11 @@ from livefake.generator import GeneratorInputs, reenact_crop
 from livefake.reenactor import Reenactor
 
 
-def frame_inputs(size: int = 256, frame: int = 140) -> tuple[Reenactor, GeneratorInputs]:
-    """Generator inputs for a wide-open-mouth frame of mouth_open.mp4 driving glasses_dim.jpg."""
-    frames = clip_frames("mouth_open.mp4", frame + 1)
-    r = Reenactor(prepared("glasses_dim.jpg", size))
+def frame_inputs(size: int = 256, frame: int = 140, clip: str = "mouth_open.mp4",
+                 photo: str = "glasses_dim.jpg") -> tuple[Reenactor, GeneratorInputs]:
+    """Generator inputs for one frame (default: a wide-open mouth of mouth_open.mp4 driving glasses_dim.jpg)."""
+    frames = clip_frames(clip, frame + 1)
+    r = Reenactor(prepared(photo, size))
     for i, f in enumerate(frames[:-1]):
         face, _ = r.detect(f)
         r.plan(face, i / 30, f)
@@ -44,6 +45,18 @@ def test_module_matches_function_and_opens_the_mouth():
     # Inside the opened mouth the output is the driver's dark interior, not the source's lips.
     inside = inputs.mouth_mask[0, 0] > 0.9
     assert out[0][:, inside].mean() < 0.6 * inputs.source[0][:, inside].mean()
+
+
+def test_transplanted_interior_keeps_a_mouth_colour_across_lighting():
+    """rotation.mp4's warm, dim light onto the cooler astronaut photo: the interior must stay a dark red,
+    not turn blue or green."""
+    r, inputs = frame_inputs(frame=330, clip="rotation.mp4", photo="astronaut.png")
+    with torch.inference_mode():
+        out = r.generator(*inputs)
+    inside = inputs.mouth_mask[0, 0] > 0.95
+    assert inside.sum() > 50
+    lab = rgb_to_lab(out)[0][:, inside].mean(dim=1)
+    assert lab[0] < 60 and lab[1] > 3 and lab[2] > -3  # dark, reddish, not blue
 
 
 def test_identity_field_reproduces_the_source():
