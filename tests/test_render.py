@@ -83,15 +83,18 @@ def test_face_lost_mid_clip_holds_then_recovers_without_black_or_jumps():
 
 def test_render_cli_keeps_every_frame_the_size_and_the_audio(tmp_path, capsys):
     out = tmp_path / "out.mp4"
-    rc = main(["render", "--source", str(face_file("images", "glasses_dim.jpg")),
-               "--driving", str(face_file("videos", "talking.mp4")), "--output", str(out),
-               "--max-frames", "45", "--quiet"])
+    clip = face_file("videos", "mouth_open.mp4")
+    rc = main(["render", "--source", str(face_file("images", "glasses_dim.jpg")), "--driving", str(clip),
+               "--output", str(out), "--quiet"])
     assert rc == 0
     assert "wrote" in capsys.readouterr().out
+    with VideoReader(clip) as reader:
+        driving = [f.time_s for f in reader]
     with VideoReader(out) as reader:
         frames = list(reader)
         assert reader.info.has_audio and float(reader.info.fps) == pytest.approx(30)
-    assert len(frames) == 45
+    assert len(frames) == len(driving) == 216  # every driving frame, at its own time
+    np.testing.assert_allclose([f.time_s for f in frames], np.array(driving) - driving[0], atol=1e-3)
     assert frames[0].rgb.shape == (550, 412, 3)  # the 413x551 photo, made even for H.264
 
 
