@@ -88,10 +88,14 @@ class Reenactor:
 
     def process(self, driver_rgb: np.ndarray, t: float) -> FrameResult:
         """Reenact the source as the face in ``driver_rgb`` ((H, W, 3) uint8) looks at time ``t`` seconds."""
+        return self.render(self.plan_frame(driver_rgb, t))
+
+    def plan_frame(self, driver_rgb: np.ndarray, t: float) -> FramePlan:
+        """:meth:`detect` then :meth:`plan`: every stage before the generator, for one driving frame."""
         face, landmarks_ms = self.detect(driver_rgb)
-        result = self.animate(face, t, driver_rgb)
-        result.timings_ms["landmarks"] = landmarks_ms
-        return result
+        planned = self.plan(face, t, driver_rgb)
+        planned.timings_ms["landmarks"] = landmarks_ms
+        return planned
 
     def detect(self, driver_rgb: np.ndarray) -> tuple[FaceLandmarks | None, float]:
         """The landmarks stage alone (tracking: call it on frames in order), and its time in ms."""
@@ -115,8 +119,7 @@ class Reenactor:
         start = time.perf_counter()
         motion = self.retargeter.update(face, t)
         mid = time.perf_counter()
-        field, kept = self.warp.solve(motion.target)
-        target = self.warp.source_points + kept * (motion.target - self.warp.source_points)
+        field, kept, target = self.warp.solve(motion.target)
         # The interior is cut from this very frame, so at this frame's own (unsmoothed) landmarks.
         mouth = self.mouth.inputs(target, None if face is None else face.points, driver_rgb)
         end = time.perf_counter()
@@ -126,8 +129,21 @@ class Reenactor:
     def render(self, plan: FramePlan) -> FrameResult:
         """Generator and paste-back for a :meth:`plan`: the output frame."""
         start = time.perf_counter()
+        with torch.inference_mode():
+            crop = tensor_to_image(self.generator(*self.generator_inputs(plan)))
+        mid = time.perf_counter()
+        if self.config.full_resolution:
+            frame = self.compositor.paste(crop, plan.field, plan.mouth.mask)
+        else:
+            frame = self.compositor.paste(crop)
+        end = time.perf_counter()
+        timings = dict(plan.timings_ms, generator=(mid - start) * 1000, composite=(end - mid) * 1000)
+        return FrameResult(frame, crop, plan.face_found, plan.motion, plan.motion_kept, timings)
+
+    def generator_inputs(self, plan: FramePlan) -> GeneratorInputs:
+        """The generator's tensors for a :meth:`plan` (batch 1, float32, on the CPU)."""
         mouth = plan.mouth
-        inputs = GeneratorInputs(
+        return GeneratorInputs(
             source=self._source_tensor,
             warp_field=torch.from_numpy(plan.field)[None],
             mouth_patch=image_to_tensor(mouth.patch),
@@ -137,16 +153,6 @@ class Reenactor:
             source_stats=self._source_stats,
             recolor=torch.tensor([[mouth.recolor]], dtype=torch.float32),
         )
-        with torch.inference_mode():
-            crop = tensor_to_image(self.generator(*inputs))
-        mid = time.perf_counter()
-        if self.config.full_resolution:
-            frame = self.compositor.paste(crop, plan.field, mouth.mask)
-        else:
-            frame = self.compositor.paste(crop)
-        end = time.perf_counter()
-        timings = dict(plan.timings_ms, generator=(mid - start) * 1000, composite=(end - mid) * 1000)
-        return FrameResult(frame, crop, plan.face_found, plan.motion, plan.motion_kept, timings)
 
     def reset_reference(self) -> None:
         """Make the driver's next frame with a face its neutral pose."""

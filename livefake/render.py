@@ -102,13 +102,10 @@ def render_video(
         ) as writer:
             # Landmarks, retargeting and warp geometry run one stage ahead in a worker thread; the
             # generator and paste-back in this one (MediaPipe, numpy, torch and OpenCV release the GIL).
-            def plan(frame: VideoFrame) -> FramePlan:
-                face, ms = reenactor.detect(frame.rgb)
-                planned = reenactor.plan(face, frame.time_s, frame.rgb)
-                planned.timings_ms["landmarks"] = ms
-                return planned
-
             # closing() stops the worker before the reenactor and reader close, even on an error.
+            def plan(frame: VideoFrame) -> FramePlan:
+                return reenactor.plan_frame(frame.rgb, frame.time_s)
+
             with contextlib.closing(prefetch(reader, plan, name="livefake-plan")) as planned:
                 results = ((f.time_s, reenactor.render(p)) for f, p in planned)
                 report = _write_all(results, writer, total, options.progress, output)

@@ -214,8 +214,9 @@ class WarpSolver:
         out = u @ coef[:n] + coef[n] + self._nodes32 @ coef[n + 1:]
         return out.reshape(self.grid_size, self.grid_size, 2)
 
-    def solve(self, target: np.ndarray, min_margin: float = 0.02) -> tuple[np.ndarray, float]:
-        """Coarse backward field for ``target`` ((478, 3) crop pixels) and how much of the motion it keeps.
+    def solve(self, target: np.ndarray, min_margin: float = 0.02) -> tuple[np.ndarray, float, np.ndarray]:
+        """Coarse backward field for ``target`` ((478, 3) crop pixels), how much of the motion it keeps,
+        and the target it was solved for (``target`` itself unless the motion was scaled back).
 
         Where the exact spline would fold (it overshoots between close landmarks that move apart), a
         stiffer, smoothing spline is tried first; only if that folds too is the motion scaled back."""
@@ -223,10 +224,10 @@ class WarpSolver:
         for stiffness in (self.config.stiffness, 1e-3, 1e-2):
             field = self.field(*controls, stiffness=stiffness)
             if fold_margin(field) > min_margin:
-                return field, 1.0
+                return field, 1.0, target
         for keep in (0.8, 0.6, 0.4, 0.2):
             tgt = self.source_points + keep * (target - self.source_points)
             field = self.field(*self.controls(tgt), stiffness=1e-2)
             if fold_margin(field) > min_margin:
-                return field, keep
-        return self.identity.copy(), 0.0
+                return field, keep, tgt
+        return self.identity.copy(), 0.0, self.source_points.copy()

@@ -19,19 +19,8 @@ def frame_inputs(size: int = 256, frame: int = 140, clip: str = "mouth_open.mp4"
     frames = clip_frames(clip, frame + 1)
     r = Reenactor(prepared(photo, size))
     for i, f in enumerate(frames[:-1]):
-        face, _ = r.detect(f)
-        r.plan(face, i / 30, f)
-    face, _ = r.detect(frames[-1])
-    plan = r.plan(face, frame / 30, frames[-1])
-    m = plan.mouth
-    from livefake.generator import image_to_tensor
-
-    inputs = GeneratorInputs(
-        r._source_tensor, torch.from_numpy(plan.field)[None], image_to_tensor(m.patch),
-        torch.from_numpy(m.affine)[None], torch.from_numpy(m.mask)[None, None],
-        torch.from_numpy(m.patch_skin)[None, None], r._source_stats, torch.tensor([[m.recolor]]),
-    )
-    return r, inputs
+        r.plan_frame(f, i / 30)
+    return r, r.generator_inputs(r.plan_frame(frames[-1], frame / 30))
 
 
 def test_module_matches_function_and_opens_the_mouth():

@@ -49,7 +49,7 @@ def test_neutral_driver_leaves_source_unmoved():
     np.testing.assert_allclose(motion.target, src.points, atol=1e-6)
 
 
-def test_expression_and_pose_follow_the_driver():
+def test_mouth_expression_follows_the_driver():
     src = prepared("glasses_dim.jpg")
     lms = clip_landmarks("mouth_open.mp4")
     r = Retargeter(src, RetargetConfig(smoothing=False))

@@ -27,7 +27,7 @@ def full_resolution_jacobian(field: np.ndarray, size: int) -> np.ndarray:
 def test_neutral_target_gives_the_identity_field():
     src = prepared("astronaut.png")
     solver = WarpSolver(src.points, 256)
-    field, kept = solver.solve(src.points)
+    field, kept, _ = solver.solve(src.points)
     assert kept == 1.0
     np.testing.assert_allclose(field, solver.identity, atol=1e-5)
     assert fold_margin(field) == pytest.approx(1.0, abs=0.05)
@@ -38,7 +38,7 @@ def test_fold_guard_scales_back_a_folding_motion():
     solver = WarpSolver(src.points, 256)
     target = src.points.copy()
     target[13, 1] += 60.0  # upper inner lip dragged far below the lower one
-    field, kept = solver.solve(target)
+    field, kept, _ = solver.solve(target)
     assert kept < 1.0
     assert full_resolution_jacobian(field, 256).min() > 0
 
@@ -57,7 +57,7 @@ def test_warp_never_folds_on_real_driving(clip):
         for i, points in enumerate(lms):
             face = None if points is None else FaceLandmarks(points, 512, 512)
             motion = retargeter.update(face, i / 30)
-            field, kept = solver.solve(motion.target)
+            field, kept, _ = solver.solve(motion.target)
             kept_all.append(kept)
             if i % 3 == 0:
                 worst = min(worst, float(full_resolution_jacobian(field, 256).min()))
