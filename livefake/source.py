@@ -96,14 +96,16 @@ class PreparedSource:
     name: str
 
 
-def fit_to_size(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Scale ``image`` to cover width x height and cut the centre (keeps the aspect ratio)."""
+def fit_to_size(image: np.ndarray, width: int, height: int, focus: tuple[float, float] | None = None) -> np.ndarray:
+    """Scale ``image`` to cover width x height and cut a window of that size, centred on ``focus`` ((x, y)
+    in ``image``'s pixels, e.g. the face; default the centre) as far as the image allows. Keeps the aspect."""
     h, w = image.shape[:2]
     scale = max(width / w, height / h)
     resized = cv2.resize(image, (max(width, round(w * scale)), max(height, round(h * scale))),
                          interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
-    top = (resized.shape[0] - height) // 2
-    left = (resized.shape[1] - width) // 2
+    fx, fy = (w / 2, h / 2) if focus is None else focus
+    left = int(np.clip(round(fx * scale - width / 2), 0, resized.shape[1] - width))
+    top = int(np.clip(round(fy * scale - height / 2), 0, resized.shape[0] - height))
     return np.ascontiguousarray(resized[top:top + height, left:left + width])
 
 
@@ -131,12 +133,18 @@ def prepare_source(
     else:
         name = name or "image"
         photo = image
-    if output_size is not None:
-        photo = fit_to_size(photo, *output_size)
-    photo = even_frame(photo)
     with LandmarkDetector(video=False, max_faces=4) as detector:
-        face = detector.detect(photo)
-    check_face(face, name)
+        face = detector.detect(even_frame(photo))
+        if output_size is not None:
+            # Fit the output size around the face (not the photo's centre), then find it again there.
+            centre = None if face is None else face.points[:, :2].mean(axis=0)
+            focus = None if centre is None else (float(centre[0]), float(centre[1]))
+            photo = fit_to_size(photo, *output_size, focus=focus)
+            face = detector.detect(even_frame(photo))
+    photo = even_frame(photo)
+    fitted = "" if output_size is None else f" once fitted to {output_size[0]}x{output_size[1]}"
+    check_face(face, name + fitted,
+               hint="choose an output size closer to the photo's shape" if output_size is not None else None)
     assert face is not None
     if face.faces_found > 1:
         log.warning("%s shows %d faces; using the largest", name, face.faces_found)
@@ -146,13 +154,14 @@ def prepare_source(
     )
 
 
-def check_face(face: FaceLandmarks | None, name: str) -> None:
-    """Raise :class:`NoFaceError` with advice when ``face`` is missing or cut by the image edge."""
+def check_face(face: FaceLandmarks | None, name: str, hint: str | None = None) -> None:
+    """Raise :class:`NoFaceError` with advice (``hint`` replaces the default) when ``face`` is missing or
+    cut by the image edge."""
     if face is None:
         raise NoFaceError(f"no face found in '{name}'; use a photo with one clear, roughly frontal face")
     outside = face.outside_fraction()
     if outside > MAX_OUTSIDE_FRACTION:
         raise NoFaceError(
             f"the face in '{name}' is cut by the image edge ({outside:.0%} of it is outside); "
-            "use a photo that shows the whole face with some margin"
+            + (hint or "use a photo that shows the whole face with some margin")
         )

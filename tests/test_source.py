@@ -125,3 +125,14 @@ def test_no_face_and_cut_face_are_refused(tmp_path):
     half = rgb[:, : int(pts[1, 0])]  # cut through the nose
     with pytest.raises(NoFaceError, match="cut by the image edge|no face found"):
         prepare_source(np.ascontiguousarray(half), name="half")
+
+
+@pytest.mark.parametrize(("name", "size"), [("astronaut.png", (1280, 720)), ("roll_hand.jpg", (1280, 720)),
+                                             ("glasses_dim.jpg", (641, 361))])
+def test_output_size_is_cut_around_the_face(name, size):
+    """A 16:9 output from a square or portrait photo keeps the whole face (a centre cut would not)."""
+    src = prepare_source(face_file("images", name), output_size=size)
+    assert src.photo.shape == (size[1] - size[1] % 2, size[0] - size[0] % 2, 3)
+    with LandmarkDetector(video=False) as detector:
+        face = detector.detect(src.photo)
+    assert face is not None and face.outside_fraction() == 0.0
