@@ -61,7 +61,8 @@ class VideoReader:
 
     Opening checks the file and fills ``info``. Each iteration decodes from the start, at most ``max_frames``
     frames; a packet that fails to decode is skipped and counted in ``corrupt_packets``, a file cut short
-    just ends early. Use it as a context manager or call :meth:`close`.
+    just ends early. Frames come upright: a display rotation (phone clips) is applied, so their shape
+    may be ``info``'s height and width swapped. Use it as a context manager or call :meth:`close`.
     """
 
     def __init__(self, path: str | Path, *, max_frames: int | None = None) -> None:
@@ -126,7 +127,9 @@ class VideoReader:
         try:
             for frame in itertools.islice(self._decoded(), self.max_frames):
                 time_s = count / self.info.fps if frame.pts is None else (frame.pts - start) * frame.time_base
-                rgb = np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
+                rgb = frame.to_ndarray(format="rgb24")
+                turns = round((frame.rotation or 0) / 90) % 4  # phone clips: display rotation, counter-clockwise
+                rgb = np.ascontiguousarray(np.rot90(rgb, turns) if turns else rgb)
                 if stop.is_set():
                     return
                 self._frames.put(VideoFrame(count, float(time_s), rgb))

@@ -187,3 +187,30 @@ def test_breaking_out_early_then_closing_leaves_no_decoder_thread():
     reader.close()
     reader.close()
     assert not decoder_threads()
+
+
+def test_phone_clip_with_display_rotation_comes_upright(tmp_path):
+    """A clip stored on its side with a 90-degree display rotation (as phones record) reads upright."""
+    from livefake.landmarks import LandmarkDetector
+
+    with VideoReader(clip("talking.mp4"), max_frames=5) as reader:
+        frames = [f.rgb for f in reader]
+    path = tmp_path / "phone.mp4"
+    out = av.open(str(path), "w")
+    stream = out.add_stream("libx264", rate=30)
+    stream.width, stream.height, stream.pix_fmt = 512, 512, "yuv420p"
+    for rgb in frames:
+        side = np.ascontiguousarray(np.rot90(rgb, -1))  # stored turned clockwise
+        for packet in stream.encode(av.VideoFrame.from_ndarray(side, format="rgb24")):
+            out.mux(packet)
+    stream.set_display_rotation(90)
+    for packet in stream.encode():
+        out.mux(packet)
+    out.close()
+    with VideoReader(path) as reader:
+        got = [f.rgb for f in reader]
+    assert len(got) == len(frames)
+    assert np.abs(got[0].astype(float) - frames[0]).mean() < 6  # upright again, up to the codec
+    with LandmarkDetector(video=False) as detector:
+        face = detector.detect(got[0])
+    assert face.points[33, 1] < face.points[152, 1]  # eyes above the chin
