@@ -20,6 +20,8 @@ _XYZN_TO_RGB = torch.linalg.inv(_RGB_TO_XYZN)
 
 
 def _check(image: torch.Tensor, name: str) -> None:
+    if torch.jit.is_tracing():  # shapes are static in an export; the check would only warn there
+        return
     if image.dim() != 4 or image.shape[1] != 3:
         raise ValueError(f"{name}: expected (B, 3, H, W), got {tuple(image.shape)}")
 
