@@ -97,7 +97,11 @@ def main() -> None:
     ap.add_argument("--max-frames", type=int)
     ap.add_argument("--crop-size", type=int, default=256)
     ap.add_argument("--json", type=Path, default=OUT / "quality.json")
+    ap.add_argument("--summary-only", action="store_true", help="only summarise an earlier run's --json")
     args = ap.parse_args()
+    if args.summary_only:
+        summarize_file(args.json)
+        return
     OUT.mkdir(parents=True, exist_ok=True)
     rows = []
     for clip in args.clips:
@@ -109,12 +113,12 @@ def main() -> None:
         outputs = []
         for photo in args.photos:
             t0 = time.perf_counter()
-            out = reenact(prepare_source(FACES / "images" / photo, crop_size=args.crop_size), frames, fps,
-                          args.crop_size)
+            source = prepare_source(FACES / "images" / photo, crop_size=args.crop_size)
+            out = reenact(source, frames, fps, args.crop_size)
             outputs.append(out)
             got, rate = signals(out)
             row = {"clip": clip, "photo": photo, "frames": len(frames), "detect_rate": rate,
-                   "seconds": time.perf_counter() - t0}
+                   "photo_mouth": fr.mouth_openness(source.points), "seconds": time.perf_counter() - t0}
             for k in SIGNALS:
                 row[f"{k}_corr"] = corr(drv[k], got[k])
                 row[f"{k}_driver_range"] = ranges[k]
@@ -149,20 +153,32 @@ def main() -> None:
     summarize(rows)
 
 
+def summarize_file(path: Path) -> None:
+    """Print the summary of a JSON file that :func:`main` wrote."""
+    summarize(json.loads(path.read_text())["rows"])
+
+
 def summarize(rows: list[dict]) -> None:
-    """Means over clips, counting each correlation only where the driver moves enough for it to mean
-    something (eyes: lid range >= 0.15; angles: >= 5 degrees)."""
-    rr = [r for r in rows if r["photo"] != "self"]
+    """Means over clips, for all photos and for those whose mouth is not already wide open (relative
+    motion keeps an open mouth open; a photo's own opening below 0.2 of the eye distance counts),
+    counting each correlation only where the driver moves enough for it to mean something (eyes: lid
+    range >= 0.15; angles: >= 5 degrees)."""
     gates = {"eyes": 0.15, "yaw": 5.0, "pitch": 5.0, "roll": 5.0, "mouth": 0.0}
-    print("\nmetric | mean | rows counted")
+    every = [r for r in rows if r["photo"] != "self"]
+    groups = {"all photos": every, "photos without a wide-open mouth": [r for r in every if r["photo_mouth"] < 0.2]}
+    print("\nmetric | " + " | ".join(groups) + " |")
     for k in SIGNALS:
-        vals = [r[f"{k}_corr"] for r in rr if r[f"{k}_driver_range"] >= gates[k] and not np.isnan(r[f"{k}_corr"])]
-        print(f"{k}_corr | {np.mean(vals):.3f} | {len(vals)}" if vals else f"{k}_corr | - | 0")
-    print(f"mouth_amplitude | {np.mean([r['mouth_amplitude'] for r in rr]):.3f} | {len(rr)}")
-    print(f"detect_rate | {np.mean([r['detect_rate'] for r in rr]):.4f} | {len(rr)}")
+        cells = []
+        for group in groups.values():
+            vals = [r[f"{k}_corr"] for r in group
+                    if r[f"{k}_driver_range"] >= gates[k] and not np.isnan(r[f"{k}_corr"])]
+            cells.append(f"{np.mean(vals):.3f} ({len(vals)})" if vals else "- (0)")
+        print(f"{k}_corr | " + " | ".join(cells) + " |")
+    for k in ("mouth_amplitude", "detect_rate"):
+        print(f"{k} | " + " | ".join(f"{np.mean([r[k] for r in g]):.3f} ({len(g)})" for g in groups.values()) + " |")
     ss = [r for r in rows if r["photo"] == "self"]
     for k in ("psnr", "ssim", "static_psnr", "static_ssim"):
-        print(f"self_{k} | {np.mean([r[k] for r in ss]):.3f} | {len(ss)}")
+        print(f"self_{k} | {np.mean([r[k] for r in ss]):.3f} ({len(ss)}) |")
 
 
 if __name__ == "__main__":
