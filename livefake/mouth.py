@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from livefake import face_regions as fr
+from livefake.source import square_view
 from livefake.warp import to_unit
 
 _UPPER_INNER = [p[0] for p in fr.LIPS_INNER_PAIRS]
@@ -138,15 +139,11 @@ class MouthGeometry:
         outer = points[list(fr.LIPS_OUTER), :2]
         centre = outer.mean(axis=0)
         eye_line = points[263, :2] - points[33, :2]
-        angle = np.arctan2(eye_line[1], eye_line[0])
         width = float(np.linalg.norm(points[61, :2] - points[291, :2]))
-        scale = m / max(2.2 * width, 1.0)
-        cos, sin = np.cos(-angle) * scale, np.sin(-angle) * scale
-        rot = np.array([[cos, -sin], [sin, cos]])
-        matrix = np.hstack([rot, (np.array([m / 2, m / 2]) - rot @ centre)[:, None]])
-        patch = cv2.warpAffine(rgb, matrix, (m, m), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        inner = points[_INNER_WITH_CORNERS, :2] @ matrix[:, :2].T + matrix[:, 2]
-        outer_px = outer @ matrix[:, :2].T + matrix[:, 2]
+        view = square_view(centre, float(np.arctan2(eye_line[1], eye_line[0])), max(2.2 * width, 1.0), m)
+        patch = view.cut(rgb)
+        inner = view.apply(points[_INNER_WITH_CORNERS, :2])
+        outer_px = view.apply(outer)
         ring = np.zeros((m, m), np.uint8)
         axes = (int(0.36 * m), int(0.3 * m))
         cv2.ellipse(ring, (m // 2, m // 2), axes, 0, 0, 360, 255, -1)

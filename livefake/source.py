@@ -58,6 +58,16 @@ class CropTransform:
         )
 
 
+def square_view(centre: np.ndarray, angle: float, side: float, size: int) -> CropTransform:
+    """The similarity that cuts a square of ``side`` photo pixels, turned by ``angle`` radians around
+    ``centre`` ((2,) photo pixels), into a ``size`` x ``size`` crop with that line level."""
+    scale = size / max(side, 1e-6)
+    cos, sin = np.cos(-angle) * scale, np.sin(-angle) * scale
+    rot = np.array([[cos, -sin], [sin, cos]])
+    offset = np.array([size / 2.0, size / 2.0]) - rot @ centre
+    return CropTransform(matrix=np.hstack([rot, offset[:, None]]), size=size)
+
+
 def face_crop_transform(points: np.ndarray, size: int, margin: float = 1.25) -> CropTransform:
     """Aligned square crop around a face given its (478, 2+) landmarks in photo pixels.
 
@@ -72,12 +82,8 @@ def face_crop_transform(points: np.ndarray, size: int, margin: float = 1.25) -> 
     eye_to_mouth = mouth - eye_mid
     half_side = margin * max(2.0 * np.hypot(*eye_to_eye), 1.8 * np.hypot(*eye_to_mouth))
     centre = eye_mid + 0.5 * eye_to_mouth
-    angle = np.arctan2(eye_to_eye[1], eye_to_eye[0])
-    scale = size / (2.0 * half_side)
-    cos, sin = np.cos(-angle) * scale, np.sin(-angle) * scale
-    rot = np.array([[cos, -sin], [sin, cos]])
-    offset = np.array([size / 2.0, size / 2.0]) - rot @ centre
-    return CropTransform(matrix=np.hstack([rot, offset[:, None]]), size=size)
+    angle = float(np.arctan2(eye_to_eye[1], eye_to_eye[0]))
+    return square_view(centre, angle, 2.0 * half_side, size)
 
 
 @dataclass(frozen=True)
