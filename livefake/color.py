@@ -19,6 +19,20 @@ _RGB_TO_XYZN = _RGB_TO_XYZ / _WHITE[:, None]  # linear RGB to white-normalised X
 _XYZN_TO_RGB = torch.linalg.inv(_RGB_TO_XYZN)
 
 
+_ON_DEVICE: dict[tuple[int, torch.device, torch.dtype], torch.Tensor] = {}
+
+
+def _constant(matrix: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``matrix`` on ``like``'s device and dtype, copied there once (a copy per call would break CUDA-graph
+    capture, which forbids host-to-device copies from pageable memory)."""
+    if like.device.type == "cpu" and like.dtype == matrix.dtype:
+        return matrix
+    key = (id(matrix), like.device, like.dtype)
+    if key not in _ON_DEVICE:
+        _ON_DEVICE[key] = matrix.to(like)
+    return _ON_DEVICE[key]
+
+
 def _check(image: torch.Tensor, name: str) -> None:
     if torch.jit.is_tracing():  # shapes are static in an export; the check would only warn there
         return
@@ -30,7 +44,7 @@ def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
     """(B, 3, H, W) sRGB in [0, 1] to LAB (L in [0, 100], a and b roughly [-110, 110])."""
     _check(rgb, "rgb_to_lab")
     lin = torch.where(rgb > 0.04045, ((rgb.clamp_min(0.04045) + 0.055) / 1.055) ** 2.4, rgb / 12.92)
-    m = _RGB_TO_XYZN.to(rgb)
+    m = _constant(_RGB_TO_XYZN, rgb)
     xyz = torch.einsum("ij,bjhw->bihw", m, lin)
     f = torch.where(xyz > _EPS**3, xyz.clamp_min(_EPS**3) ** (1.0 / 3.0), xyz / (3 * _EPS**2) + 4.0 / 29.0)
     fx, fy, fz = f[:, 0:1], f[:, 1:2], f[:, 2:3]
@@ -43,7 +57,7 @@ def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
     fy = (lab[:, 0:1] + 16.0) / 116.0
     f = torch.cat([fy + lab[:, 1:2] / 500.0, fy, fy - lab[:, 2:3] / 200.0], dim=1)
     xyz = torch.where(f > _EPS, f**3, 3 * _EPS**2 * (f - 4.0 / 29.0))
-    m = _XYZN_TO_RGB.to(lab)
+    m = _constant(_XYZN_TO_RGB, lab)
     lin = torch.einsum("ij,bjhw->bihw", m, xyz).clamp(0.0, 1.0)
     rgb = torch.where(lin > 0.0031308, 1.055 * lin.clamp_min(0.0031308) ** (1.0 / 2.4) - 0.055, 12.92 * lin)
     return rgb.clamp(0.0, 1.0)

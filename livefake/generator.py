@@ -36,19 +36,17 @@ class GeneratorInputs(NamedTuple):
     recolor: torch.Tensor
 
 
-def pixel_grid(size: int) -> torch.Tensor:
-    """(size * size, 3) homogeneous [-1, 1] coordinates of pixel centres (align_corners=False), x fastest."""
-    axis = (torch.arange(size, dtype=torch.float32) + 0.5) * (2.0 / size) - 1.0
-    gy, gx = torch.meshgrid(axis, axis, indexing="ij")
-    return torch.stack([gx.reshape(-1), gy.reshape(-1), torch.ones(size * size)], dim=1)
+def pixel_axis(size: int) -> torch.Tensor:
+    """(size,) [-1, 1] coordinates of pixel centres along one axis (align_corners=False)."""
+    return (torch.arange(size, dtype=torch.float32) + 0.5) * (2.0 / size) - 1.0
 
 
-def reenact_crop(
-    inputs: GeneratorInputs, pixels: torch.Tensor, size: int
-) -> torch.Tensor:
-    """The reenacted crop (1, 3, S, S) in [0, 1]. ``pixels`` is :func:`pixel_grid` of ``size``."""
-    field = F.interpolate(inputs.warp_field.permute(0, 3, 1, 2), size=(size, size), mode="bilinear",
-                          align_corners=True).permute(0, 2, 3, 1)
+def reenact_crop(inputs: GeneratorInputs, axis: torch.Tensor) -> torch.Tensor:
+    """The reenacted crop (1, 3, S, S) in [0, 1]. ``axis`` is :func:`pixel_axis` of the crop size S."""
+    size = axis.shape[0]
+    # contiguous() first: bilinear upsampling of a permuted (channels-last) view is 4x slower on the CPU.
+    field = F.interpolate(inputs.warp_field.permute(0, 3, 1, 2).contiguous(), size=(size, size),
+                          mode="bilinear", align_corners=True).permute(0, 2, 3, 1)
     warped = F.grid_sample(inputs.source, field, mode="bilinear", padding_mode="border", align_corners=False)
     patch_lab = rgb_to_lab(inputs.mouth_patch)
     skin_stats = masked_lab_stats(patch_lab, inputs.patch_skin)
@@ -58,7 +56,10 @@ def reenact_crop(
     light = (patch_lab[:, 0:1] / skin_stats[:, 0, 0, None, None, None].clamp_min(1.0)).clamp(0.0, 1.0)
     weight = torch.cat([torch.ones_like(light), light, light], dim=1) * inputs.recolor[:, :, None, None]
     patch = lab_to_rgb(patch_lab + weight * (matched - patch_lab))
-    mouth_grid = torch.matmul(pixels, inputs.mouth_affine.transpose(1, 2)).reshape(1, size, size, 2)
+    # The affine map of every pixel, by broadcasting (half the time of a (S*S, 3) matrix product).
+    affine = inputs.mouth_affine[:, None, None]  # (1, 1, 1, 2, 3)
+    mouth_grid = axis.view(1, 1, size, 1) * affine[..., 0] + axis.view(1, size, 1, 1) * affine[..., 1] \
+        + affine[..., 2]
     mouth = F.grid_sample(patch, mouth_grid, mode="bilinear", padding_mode="border", align_corners=False)
     return warped + inputs.mouth_mask * (mouth - warped)
 
@@ -70,7 +71,7 @@ class ReenactmentGenerator(torch.nn.Module):
     def __init__(self, size: int) -> None:
         super().__init__()
         self.size = size
-        self.register_buffer("pixels", pixel_grid(size), persistent=False)
+        self.register_buffer("axis", pixel_axis(size), persistent=False)
 
     def forward(
         self,
@@ -85,7 +86,7 @@ class ReenactmentGenerator(torch.nn.Module):
     ) -> torch.Tensor:
         inputs = GeneratorInputs(source, warp_field, mouth_patch, mouth_affine, mouth_mask, patch_skin,
                                  source_stats, recolor)
-        return reenact_crop(inputs, self.pixels, self.size)
+        return reenact_crop(inputs, self.axis)
 
 
 def image_to_tensor(rgb: np.ndarray) -> torch.Tensor:

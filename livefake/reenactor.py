@@ -15,9 +15,10 @@ from types import TracebackType
 import numpy as np
 import torch
 
+from livefake.backends import BackendConfig, GeneratorBackend, start_backend
 from livefake.color import masked_lab_stats, rgb_to_lab
 from livefake.compositor import Compositor
-from livefake.generator import GeneratorInputs, ReenactmentGenerator, image_to_tensor, tensor_to_image
+from livefake.generator import GeneratorInputs, image_to_tensor
 from livefake.landmarks import FaceLandmarks, LandmarkDetector
 from livefake.mouth import MouthGeometry, MouthInputs
 from livefake.retarget import Motion, RetargetConfig, Retargeter
@@ -35,6 +36,7 @@ class ReenactConfig:
     # Resample the face from the full-resolution photo through the warp instead of pasting the crop:
     # sharper where the face is larger than the crop, about 3 ms more per frame on the CPU.
     full_resolution: bool = False
+    backend: BackendConfig = field(default_factory=BackendConfig)
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ class Reenactor:
         self.warp = WarpSolver(source.points, size, self.config.warp)
         self.mouth = MouthGeometry(source.points, size, patch_size=max(32, size // 4))
         self.compositor = Compositor(source, self.config.feather)
-        self.generator = ReenactmentGenerator(size).eval()
+        self.backend: GeneratorBackend = start_backend(size, self.config.backend)
         self._source_tensor = image_to_tensor(source.crop)
         self._source_stats = self._mouth_skin_stats(source.points, source.crop)
 
@@ -129,16 +131,22 @@ class Reenactor:
     def render(self, plan: FramePlan) -> FrameResult:
         """Generator and paste-back for a :meth:`plan`: the output frame."""
         start = time.perf_counter()
-        with torch.inference_mode():
-            crop = tensor_to_image(self.generator(*self.generator_inputs(plan)))
+        crop = self.generate(plan)
         mid = time.perf_counter()
-        if self.config.full_resolution:
-            frame = self.compositor.paste(crop, plan.field, plan.mouth.mask)
-        else:
-            frame = self.compositor.paste(crop)
+        frame = self.composite(plan, crop)
         end = time.perf_counter()
         timings = dict(plan.timings_ms, generator=(mid - start) * 1000, composite=(end - mid) * 1000)
         return FrameResult(frame, crop, plan.face_found, plan.motion, plan.motion_kept, timings)
+
+    def generate(self, plan: FramePlan) -> np.ndarray:
+        """The generator stage alone: the reenacted (S, S, 3) uint8 crop for a :meth:`plan`."""
+        return self.backend.run(self.generator_inputs(plan))
+
+    def composite(self, plan: FramePlan, crop: np.ndarray) -> np.ndarray:
+        """The paste-back stage alone: the photo-sized frame with ``crop`` blended in."""
+        if self.config.full_resolution:
+            return self.compositor.paste(crop, plan.field, plan.mouth.mask)
+        return self.compositor.paste(crop)
 
     def generator_inputs(self, plan: FramePlan) -> GeneratorInputs:
         """The generator's tensors for a :meth:`plan` (batch 1, float32, on the CPU)."""
@@ -160,6 +168,7 @@ class Reenactor:
 
     def close(self) -> None:
         self._closed = True
+        self.backend.close()
         if self.detector is not None:
             self.detector.close()
             self.detector = None
