@@ -42,12 +42,52 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _camera(text: str) -> int | str:
+    return int(text) if text.isdigit() else text
+
+
+LIVE_HELP = """live app (no COMMAND): the webcam drives the photo and the result is published as a virtual camera.
+keys in the --preview window: n or space re-sets the neutral pose (look straight, mouth closed);
+1-9 picks among several --source photos; p passes the webcam through; m mirrors; q or Esc quits.
+Ctrl-C also quits; a summary of fps, latency and drops is printed on exit."""
+
+
+def _add_live_options(parser: argparse.ArgumentParser) -> None:
+    live = parser.add_argument_group("live app (no COMMAND)")
+    live.add_argument("--source", dest="live_sources", type=Path, action="append", metavar="PHOTO",
+                      help="photo to animate; repeat for up to 9 (keys 1-9 switch); default: the built-in face")
+    live.add_argument("--camera", type=_camera, default=0, metavar="INDEX|PATH",
+                      help="webcam index or device path (default 0)")
+    live.add_argument("--capture-size", type=_size, default=(640, 480), metavar="WxH",
+                      help="resolution asked of the webcam (default 640x480)")
+    live.add_argument("--driving", dest="live_driving", type=Path, metavar="FILE",
+                      help="play this video as the webcam, at its own frame rate, looping")
+    live.add_argument("--unpaced", action="store_true",
+                      help="with --driving: as fast as the pipeline takes frames (throughput measurements)")
+    live.add_argument("--size", dest="live_size", type=_size, default=(1280, 720), metavar="WxH",
+                      help="output size (default 1280x720)")
+    live.add_argument("--crop-size", dest="live_crop", type=int, choices=(256, 512), default=256,
+                      help="generator resolution (default 256)")
+    live.add_argument("--fps", type=float, default=30.0, help="virtual camera frame rate (default 30)")
+    live.add_argument("--preview", action="store_true", help="show a window with fps, latency and drops")
+    live.add_argument("--record", type=Path, metavar="OUT.mp4", help="also record the output to an MP4")
+    live.add_argument("--no-virtual-camera", action="store_true", help="do not publish a virtual camera")
+    live.add_argument("--mirror", action="store_true", help="mirror the webcam (head turns mirrored)")
+    live.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "cuda", "cpu", "onnxruntime"),
+                      help="generator backend (default auto: the fastest that starts here)")
+    live.add_argument("--stats", type=Path, metavar="FILE.json", help="write telemetry as JSON on exit")
+    live.add_argument("--seconds", dest="live_seconds", type=_seconds, metavar="N", help="stop after N seconds")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="livefake",
-        description="Reenact the face in one photo with the motion of a driving video.",
+        description="Reenact the face in one photo with the motion of a webcam (live, as a virtual camera) "
+                    "or of a driving video (render).",
+        epilog=LIVE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"livefake {__version__}")
+    _add_live_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def common(p: argparse.ArgumentParser) -> None:
@@ -82,10 +122,7 @@ def run(argv: list[str] | None = None) -> int:
 
     args = _parser().parse_args(argv)
     if args.command is None:
-        raise LivefakeError(
-            "the live webcam app is not built yet; use 'livefake render --source PHOTO --driving CLIP "
-            "--output OUT.mp4' or 'livefake demo'"
-        )
+        return run_live(args)
     options = RenderOptions(crop_size=args.crop_size, output_size=args.size, max_frames=args.max_frames,
                             progress=not args.quiet, reenact=ReenactConfig(full_resolution=args.full_res))
     if args.command == "render":
@@ -95,6 +132,66 @@ def run(argv: list[str] | None = None) -> int:
     lost = report.frames - report.faces_found
     note = f"; no face in {lost} driving frames (held, then eased to neutral)" if lost else ""
     print(f"wrote {report.output} ({report.frames} frames, {report.fps:.1f} fps{note})")
+    return 0
+
+
+def run_live(args: argparse.Namespace) -> int:
+    """The live app from parsed arguments: sources, sinks, pipeline, preview; a summary on exit."""
+    from livefake.backends import BackendConfig
+    from livefake.capture import CameraSource, ClipSource, FrameSource
+    from livefake.frame_queue import LatestQueue
+    from livefake.live import LiveConfig, LivePipeline, prepare_sources, run_preview
+    from livefake.reenactor import ReenactConfig
+    from livefake.sinks import RecordSink, Sink, VirtualCameraSink
+
+    photos = args.live_sources or [None]
+    if len(photos) > 9:
+        raise LivefakeError("at most 9 --source photos (keys 1-9 pick them)")
+    width, height = (v - v % 2 for v in args.live_size)  # even sides, as video encoders need
+    if not 1 <= args.fps <= 120:
+        raise LivefakeError(f"--fps must be between 1 and 120, got {args.fps}")
+    sinks: list[Sink] = []
+    frame_source: FrameSource | None = None
+    try:
+        if args.live_driving:
+            frame_source = ClipSource(args.live_driving, paced=not args.unpaced)
+        else:
+            cw, ch = args.capture_size
+            frame_source = CameraSource(args.camera, cw, ch, args.fps)
+        if args.record:
+            sinks.append(RecordSink(args.record, width, height, args.fps))
+        if not args.no_virtual_camera:
+            try:
+                sinks.append(VirtualCameraSink(width, height, args.fps))
+            except LivefakeError as err:
+                if not (args.preview or args.record or args.stats):
+                    raise LivefakeError(f"{err}; or run with --preview or --record to see the output") from None
+                logging.getLogger("livefake").warning("%s; going on without it", err)
+        sources = prepare_sources(photos, args.live_crop, (width, height))
+    except BaseException:
+        for sink in sinks:
+            sink.close()
+        if frame_source is not None:
+            frame_source.close()
+        raise
+    config = LiveConfig(fps=args.fps, mirror=args.mirror,
+                        reenact=ReenactConfig(backend=BackendConfig(args.backend)))
+    preview: LatestQueue | None = LatestQueue(1, "preview") if args.preview else None
+    pipeline = LivePipeline(sources, frame_source, sinks, config, preview=preview)
+    print(f"livefake: live, {len(sources)} source photo(s), {width}x{height} at {args.fps:g} fps, generator "
+          f"{pipeline.reenactors[0].backend.describe()}; Ctrl-C to stop", file=sys.stderr)
+    try:
+        with pipeline:
+            if preview is not None:
+                run_preview(pipeline, preview, args.live_seconds)
+            else:
+                pipeline.wait(args.live_seconds)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if args.stats:
+            pipeline.telemetry.write_json(args.stats)
+        print(f"livefake: {pipeline.telemetry.summary_line()}", file=sys.stderr)
     return 0
 
 

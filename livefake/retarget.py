@@ -141,6 +141,18 @@ class Retargeter:
         self._filter.reset()
         self._shown = None
 
+    def adopt_reference(self, other: Retargeter) -> None:
+        """Use ``other``'s neutral driver pose (the live app switching to another source photo: the new
+        photo starts from the driver's current expression instead of re-taking neutral)."""
+        if other._reference is None:
+            self.reset_reference()
+            return
+        self._reference = other._reference.copy()
+        self._align = head_pose(self.source_points, self._reference)
+        self._iod = other._iod
+        self._filter.reset()
+        self._shown = None
+
     def update(self, face: FaceLandmarks | None, t: float) -> Motion:
         """Motion for the driving frame taken at ``t`` seconds; ``face`` is ``None`` when none was found."""
         if face is None:

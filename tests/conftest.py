@@ -56,10 +56,11 @@ def clip_landmarks(name: str, max_frames: int | None = None) -> tuple[np.ndarray
 
 
 @functools.cache
-def prepared(name: str, crop_size: int = 256):  # noqa: ANN201 - PreparedSource, imported lazily
+def prepared(name: str, crop_size: int = 256, output_size: tuple[int, int] | None = None):  # noqa: ANN201
+    """The shared photo ``name`` prepared as a source (a PreparedSource; imported lazily)."""
     from livefake.source import prepare_source
 
-    return prepare_source(face_file("images", name), crop_size=crop_size)
+    return prepare_source(face_file("images", name), crop_size=crop_size, output_size=output_size)
 
 
 def measure_faces(frames: list[np.ndarray] | tuple[np.ndarray, ...]) -> list[np.ndarray | None]:

@@ -1,0 +1,280 @@
+"""The live pipeline on real clips: newest frame wins, frames never reordered, bounded latency, clean
+shutdown, a camera that vanishes and comes back, a face that leaves, the controls, the sinks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import face_file, prepared
+
+from livefake.capture import CameraSource, ClipSource
+from livefake.errors import LivefakeError
+from livefake.frame_queue import LatestQueue
+from livefake.frame_stamp import read_stamp, write_stamp
+from livefake.live import Control, LiveConfig, LivePipeline
+from livefake.reenactor import Reenactor
+from livefake.sinks import NullSink, Sink, VirtualCameraSink, virtual_camera_help
+from livefake.source import fit_to_size
+
+OUTPUT = (640, 360)
+
+
+class Collect(Sink):
+    """Keeps every published frame's stamp and a copy of each frame."""
+
+    name = "collect"
+
+    def __init__(self) -> None:
+        self.frames: list[np.ndarray] = []
+        self.stamps: list[int | None] = []
+        self.times: list[float] = []
+
+    def send(self, frame: np.ndarray, captured_at: float) -> None:
+        self.frames.append(frame.copy())
+        self.stamps.append(read_stamp(frame))
+        self.times.append(time.perf_counter())
+
+
+def sources(*names: str):
+    return [prepared(name, 256, output_size=OUTPUT) for name in names]
+
+
+def test_latest_queue_keeps_the_newest_and_counts_drops():
+    q: LatestQueue[int] = LatestQueue(depth=2)
+    for i in range(10):
+        q.put(i)
+    assert len(q) == 2 and q.dropped == 8
+    assert q.get(timeout=0)[0] == 8 and q.get(timeout=0)[0] == 9
+    assert q.get(timeout=0.01) is None
+    # A blocking put waits for room instead of dropping; close() wakes a waiting get at once.
+    q.put(1), q.put(2)
+    threading.Timer(0.1, q.get).start()
+    start = time.perf_counter()
+    assert q.put(3, block=True) and time.perf_counter() - start >= 0.09 and q.dropped == 8
+    waiter = LatestQueue[int]()
+    threading.Timer(0.1, waiter.close).start()
+    start = time.perf_counter()
+    assert waiter.get(timeout=5) is None and time.perf_counter() - start < 1
+
+
+def test_frame_stamp_round_trip():
+    image = np.full((40, 400, 3), 128, np.uint8)
+    assert read_stamp(image) is None
+    for frame_id in (0, 1, 12345, (1 << 24) - 1):
+        write_stamp(image, frame_id)
+        assert read_stamp(image) == frame_id
+
+
+def test_pipeline_reenacts_a_paced_clip_in_order_with_the_stamp_on_every_frame():
+    sink = Collect()
+    clip = ClipSource(face_file("videos", "mouth_open.mp4"), paced=True)
+    with LivePipeline(sources("glasses_dim.jpg"), clip, [sink], LiveConfig(stamp=True)) as pipeline:
+        pipeline.wait(3.0)
+    stats = pipeline.telemetry.summary()
+    ids = [s for s in sink.stamps if s is not None]
+    assert len(ids) >= 60 and ids == sorted(ids)  # never reordered
+    assert stats["stamp_mismatches"] == 0 and stats["frame_errors"] == 0
+    assert stats["e2e_ms"]["count"] == len(set(ids))
+    # The output is the photo, reenacted: far from the face it is the photo itself, and the face moves.
+    photo = pipeline.reenactors[0].source.photo
+    x0, y0, x1, y1 = pipeline.reenactors[0].compositor.box
+    outside = np.ones(photo.shape[:2], bool)
+    outside[y0:y1, x0:x1] = False
+    outside[:10, :200] = False  # the stamp
+    assert all(np.array_equal(f[outside], photo[outside]) for f in sink.frames)
+    faces = np.stack([f[y0:y1, x0:x1].astype(np.float32) for f in sink.frames])
+    assert faces.std(axis=0).mean() > 2.0
+
+
+def test_a_slow_stage_drops_old_frames_keeps_order_bounds_latency_and_stops_fast(monkeypatch):
+    original = Reenactor.generate
+
+    def slow_generate(self, plan):
+        time.sleep(0.1)  # a generator at 10 fps behind a 30 fps camera
+        return original(self, plan)
+
+    monkeypatch.setattr(Reenactor, "generate", slow_generate)
+    sink = Collect()
+    clip = ClipSource(face_file("videos", "talking.mp4"), paced=True)
+    pipeline = LivePipeline(sources("astronaut.png"), clip, [sink], LiveConfig(stamp=True, repeat_after=100))
+    pipeline.start()
+    pipeline.wait(3.0)
+    start = time.perf_counter()
+    pipeline.stop()
+    assert time.perf_counter() - start < 1.0
+    assert not any(t.is_alive() for t in threading.enumerate() if t.name.startswith("livefake-"))
+    stats = pipeline.telemetry.summary()
+    ids = [s for s in sink.stamps if s is not None]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert 15 <= len(ids) <= 35  # about 10 fps got through
+    assert stats["drop_rate"] > 0.4  # the rest were dropped, not queued
+    # Depth-1 queues: a frame waits for at most the frame ahead of it in the slow stage, then its own turn.
+    assert stats["e2e_ms"]["p99"] < 450
+
+
+class VanishingCamera:
+    """A cv2.VideoCapture stand-in that plays a real clip, vanishes after ``lose_after`` reads, refuses
+    to open ``refusals`` times, then works again."""
+
+    opened = 0
+
+    def __init__(self, path: Path, lose_after: int, refusals: int, state: dict) -> None:
+        self.state = state
+        state["opens"] = state.get("opens", 0) + 1
+        self._ok = state["opens"] == 1 or state["opens"] > 1 + refusals
+        self._cap = cv2.VideoCapture(str(path))
+        self._lose_after = lose_after if state["opens"] == 1 else 10**9
+        self._reads = 0
+
+    def isOpened(self) -> bool:
+        return self._ok
+
+    def set(self, prop: int, value: float) -> bool:
+        return True
+
+    def get(self, prop: int) -> float:
+        return 30.0
+
+    def read(self):
+        self._reads += 1
+        if self._reads > self._lose_after:
+            return False, None
+        time.sleep(1 / 30)
+        ok, bgr = self._cap.read()
+        if not ok:
+            self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, bgr = self._cap.read()
+        return ok, bgr
+
+    def release(self) -> None:
+        self._cap.release()
+
+
+def test_camera_that_vanishes_keeps_the_output_going_and_reconnects():
+    clip = face_file("videos", "mouth_open.mp4")
+    state: dict = {}
+    camera = CameraSource(0, open_capture=lambda dev: VanishingCamera(clip, 20, 2, state))
+    sink = Collect()
+    with LivePipeline(sources("glasses_dim.jpg"), camera, [sink], LiveConfig(stamp=True)) as pipeline:
+        pipeline.wait(3.5)
+    stats = pipeline.telemetry.summary()
+    assert camera.reconnects == 1 and state["opens"] == 4  # two refused tries, then back
+    assert stats["repeats"] >= 5  # the last frame was re-sent while the camera was gone
+    ids = [s for s in sink.stamps if s is not None]
+    assert max(ids) > 30  # frames flowed again after the reconnect
+    gaps = np.diff(sink.times)
+    assert gaps.max() < 0.2  # the sink never went quiet for long
+
+
+def test_camera_missing_at_start_says_what_to_do():
+    with pytest.raises(LivefakeError, match="no webcam at 3; plug one in, pick another with --camera"):
+        CameraSource(3, open_capture=lambda dev: cv2.VideoCapture("/nonexistent/camera"))
+
+
+def test_face_leaving_holds_then_eases_to_the_photo_without_errors():
+    clip = face_file("videos", "talking.mp4")
+    state: dict = {}
+
+    class NoFaceAfter(VanishingCamera):
+        def read(self):
+            ok, bgr = super().read()
+            if ok and self._reads > 30:
+                bgr = np.zeros_like(bgr)  # the driver walked away
+            return ok, bgr
+
+    camera = CameraSource(0, open_capture=lambda dev: NoFaceAfter(clip, 10**9, 0, state))
+    sink = Collect()
+    with LivePipeline(sources("astronaut.png"), camera, [sink], LiveConfig()) as pipeline:
+        pipeline.wait(3.0)
+    stats = pipeline.telemetry.summary()
+    assert stats["faces_lost"] >= 30 and stats["frame_errors"] == 0
+    # 0.5 s hold + 0.8 s ease later, the output is the still photo again (its neutral pose).
+    photo = pipeline.reenactors[0].source.photo.astype(np.float32)
+    assert np.abs(sink.frames[-1].astype(np.float32) - photo).mean() < 1.0
+    assert np.abs(sink.frames[20].astype(np.float32) - photo).mean() > 1.0  # it was moving before
+
+
+def test_controls_passthrough_switch_source_mirror_reset_and_quit():
+    clip = ClipSource(face_file("videos", "mouth_open.mp4"), paced=True)
+    sink = Collect()
+    photos = sources("glasses_dim.jpg", "astronaut.png")
+    with LivePipeline(photos, clip, [sink], LiveConfig()) as pipeline:
+        pipeline.wait(1.0)
+        pipeline.key(ord("2"))  # the second photo
+        pipeline.wait(0.7)
+        n_switched = len(sink.frames)
+        pipeline.key(ord("p"))
+        pipeline.wait(0.7)
+        n_pass = len(sink.frames)
+        pipeline.key(ord("p"))
+        pipeline.key(ord("m"))
+        pipeline.wait(0.5)
+        assert pipeline.mirror and pipeline.reenactors[1].retargeter._reference is not None
+        pipeline.control(Control.RESET_NEUTRAL)
+        pipeline.wait(0.3)
+        pipeline.key(ord("q"))
+        pipeline.wait(1.0)
+        assert not pipeline.running
+    corner = (slice(0, 40), slice(-120, None))  # background, far from either face
+    first, second = (p.photo[corner].astype(np.float32) for p in photos)
+    assert np.abs(sink.frames[10][corner] - first).mean() < 1
+    assert np.abs(sink.frames[n_switched - 1][corner] - second).mean() < 1
+    # Pass-through shows the webcam frame itself, fitted to the output size.
+    raw = cv2.cvtColor(cv2.VideoCapture(str(face_file("videos", "mouth_open.mp4"))).read()[1], cv2.COLOR_BGR2RGB)
+    passed = sink.frames[n_pass - 1]
+    assert passed.shape == fit_to_size(raw, *OUTPUT).shape
+    assert np.abs(passed[corner].astype(np.float32) - second).mean() > 10
+
+
+def test_virtual_camera_sends_where_a_device_exists_and_says_how_to_get_one_where_not():
+    pytest.importorskip("pyvirtualcam")
+    try:
+        sink = VirtualCameraSink(640, 360, 30)
+    except LivefakeError as err:
+        text = str(err)
+        assert text.startswith("no virtual camera (") and virtual_camera_help() in text
+        if sys.platform.startswith("linux"):
+            assert "sudo modprobe v4l2loopback devices=1 exclusive_caps=1" in text
+        return
+    sink.send(np.zeros((360, 640, 3), np.uint8), time.perf_counter())  # a real device: one frame goes out
+    sink.close()
+
+
+def test_null_sink_counts():
+    sink = NullSink()
+    sink.send(np.zeros((4, 4, 3), np.uint8), 0.0)
+    assert sink.frames == 1
+
+
+def test_cli_live_from_a_clip_records_and_writes_stats(tmp_path):
+    clip = face_file("videos", "mouth_open.mp4")
+    photo = face_file("images", "glasses_dim.jpg")
+    out, stats = tmp_path / "live.mp4", tmp_path / "stats.json"
+    run = subprocess.run([sys.executable, "-m", "livefake", "--source", str(photo), "--driving", str(clip),
+                          "--seconds", "2.5", "--record", str(out), "--stats", str(stats), "--size", "640x360",
+                          "--no-virtual-camera"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "fps out, latency p50" in run.stderr and "Traceback" not in run.stderr
+    data = json.loads(stats.read_text())
+    assert data["frames_out"] >= 50 and data["e2e_ms"]["p50"] > 0 and "fps_out" in data and "drop_rate" in data
+    cap = cv2.VideoCapture(str(out))
+    assert cap.get(cv2.CAP_PROP_FRAME_WIDTH) == 640 and cap.get(cv2.CAP_PROP_FRAME_COUNT) >= 50
+
+
+def test_cli_live_without_webcam_or_virtual_camera_gives_one_line():
+    if cv2.VideoCapture(0).isOpened():
+        pytest.skip("this machine has a webcam")
+    run = subprocess.run([sys.executable, "-m", "livefake", "--camera", "0"], capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines() == [
+        "livefake: error: no webcam at 0; plug one in, pick another with --camera INDEX|PATH, "
+        "or drive from a video with --driving FILE"]
