@@ -30,6 +30,7 @@ class FrameSource(ABC):
 
     fps: float = 30.0
     ended: bool = False  # a clip that does not loop has played out
+    paced_wait_s: float = 0.0  # how long the last read slept to keep a clip's pace (not service time)
 
     @abstractmethod
     def read(self) -> np.ndarray | None:
@@ -143,6 +144,7 @@ class ClipSource(FrameSource):
                 self._start = time.perf_counter()
             due = self._start + self.frames_read / self.fps
             delay = due - time.perf_counter()
+            self.paced_wait_s = max(delay, 0.0)
             if delay > 0:
                 time.sleep(delay)
         ok, bgr = self._cap.read()

@@ -1,7 +1,7 @@
 """The live app: the per-frame path of :mod:`livefake.reenactor` in pipelined threads.
 
-    capture -> landmarks + retargeting -> generator -> colour match + paste-back -> output
-      thread      thread                   thread        thread                      thread
+    capture -> landmarks + retargeting -> warp geometry + generator -> colour match + paste-back -> output
+      thread      thread                   thread                      thread                      thread
 
 Stages are joined by :class:`~livefake.frame_queue.LatestQueue` s of depth 1: a stage that falls behind
 takes the newest frame and the older one is dropped and counted, so latency stays bounded and nothing
@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -31,13 +32,25 @@ from livefake.capture import FrameSource
 from livefake.errors import LivefakeError
 from livefake.frame_queue import LatestQueue
 from livefake.frame_stamp import copy_stamp, read_stamp, write_stamp
-from livefake.landmarks import LandmarkDetector
+from livefake.landmarks import FaceLandmarks, LandmarkDetector
 from livefake.reenactor import FramePlan, ReenactConfig, Reenactor
+from livefake.retarget import Motion
 from livefake.sinks import Sink
 from livefake.source import PreparedSource, fit_to_size
 from livefake.telemetry import Telemetry
 
 log = logging.getLogger("livefake")
+
+
+def _name_native_thread(name: str) -> None:
+    """Give the OS thread the stage's name (15 bytes), so top -H and profilers show which stage is busy."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        libc.prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME (Linux)
+    except (OSError, AttributeError):
+        pass
 
 
 class Control(Enum):
@@ -64,6 +77,10 @@ class LiveConfig:
     queue_depth: int = 1
     repeat_after: float = 1.5
     stamp: bool = False
+    # Steady output: each frame is sent at its capture time plus a playout delay that follows the 90th
+    # percentile of recent processing latency (at most ``max_playout_ms``), so the frames leave with the
+    # camera's own spacing instead of the stages' jitter. 0 sends every frame the moment it is ready.
+    max_playout_ms: float = 40.0
     reenact: ReenactConfig = field(default_factory=ReenactConfig)
 
 
@@ -75,7 +92,9 @@ class _Frame:
     captured_at: float
     driver: np.ndarray
     source_index: int = 0
-    plan: FramePlan | None = None  # None: pass-through
+    face: FaceLandmarks | None = None
+    motion: Motion | None = None  # None: pass-through
+    plan: FramePlan | None = None
     crop: np.ndarray | None = None
     output: np.ndarray | None = None
 
@@ -114,6 +133,11 @@ class LivePipeline:
         self._stamp_times: dict[int, float] = {}
         self._stamp_lock = threading.Lock()
         self._last_error: dict[str, str] = {}
+        self._drop_base: dict[str, int] = {}
+        self._playout = 0.0
+        # A clip played unpaced measures throughput: every stage waits for room instead of dropping, so no
+        # stage burns the cores on frames a later one would drop. A camera (or a paced clip) never waits.
+        self._lossless = not getattr(source, "paced", True)
 
     # ----- controls -----------------------------------------------------------------------------
     def control(self, command: Control | int) -> None:
@@ -149,8 +173,14 @@ class LivePipeline:
             ("output", self._output_loop),
         ]
         self._t0 = time.perf_counter()
+        def named(name: str, target: Callable[[], None]) -> Callable[[], None]:
+            def run() -> None:
+                _name_native_thread(f"lf-{name}")
+                target()
+            return run
+
         for name, target in stages:
-            thread = threading.Thread(target=target, name=f"livefake-{name}", daemon=True)
+            thread = threading.Thread(target=named(name, target), name=f"livefake-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
         return self
@@ -185,10 +215,8 @@ class LivePipeline:
                         self._stamp_times.pop((frame_id - 1000) % (1 << 24), None)  # never read back: dropped
                 frame = _Frame(frame_id, captured_at, rgb)
                 self.telemetry.count("captured")
-                self.telemetry.stage("capture", captured_at - start)
-                # A clip played unpaced must not lose frames (throughput); a camera never waits.
-                paced = getattr(self.source, "paced", True)
-                self.queues["landmarks"].put(frame, block=not paced)
+                self.telemetry.stage("capture", captured_at - start - self.source.paced_wait_s)
+                self.queues["landmarks"].put(frame, block=self._lossless)
                 frame_id += 1
         except LivefakeError as err:
             log.error("%s", err)
@@ -220,7 +248,7 @@ class LivePipeline:
                 continue
             self.telemetry.stage(name, time.perf_counter() - start, waited)
             if result is not None:
-                outbox.put(result)
+                outbox.put(result, block=self._lossless)
 
     def _landmarks(self, frame: _Frame) -> _Frame:
         if self._switch_to is not None:
@@ -233,18 +261,20 @@ class LivePipeline:
                 r.reset_reference()
         if self.mirror:
             frame.driver = np.ascontiguousarray(frame.driver[:, ::-1])
-        face = self.detector.detect(frame.driver)
-        if face is None:
+        frame.face = self.detector.detect(frame.driver)
+        if frame.face is None:
             self.telemetry.count("faces_lost")
         frame.source_index = self.active
         if not self.passthrough:
             t = frame.captured_at - self._t0
-            frame.plan = self.reenactors[self.active].plan(face, t, frame.driver)
+            frame.motion = self.reenactors[self.active].retarget(frame.face, t)
         return frame
 
     def _generate(self, frame: _Frame) -> _Frame:
-        if frame.plan is not None:
-            frame.crop = self.reenactors[frame.source_index].generate(frame.plan)
+        if frame.motion is not None:
+            reenactor = self.reenactors[frame.source_index]
+            frame.plan = reenactor.geometry(frame.motion, frame.face, frame.driver)
+            frame.crop = reenactor.generate(frame.plan)
         return frame
 
     def _composite(self, frame: _Frame) -> _Frame:
@@ -257,11 +287,25 @@ class LivePipeline:
             copy_stamp(frame.driver, frame.output)
         return frame
 
+    def _playout_wait(self, captured_at: float, recent: deque[float]) -> None:
+        """Hold a frame until its capture time plus the playout delay (see :attr:`LiveConfig.max_playout_ms`)."""
+        now = time.perf_counter()
+        recent.append(now - captured_at)
+        if self.config.max_playout_ms <= 0 or len(recent) < 10:
+            return
+        target = min(float(np.percentile(recent, 90)), self.config.max_playout_ms / 1000)
+        # Move by at most 0.5 ms a frame: the spacing of frames changes by no more than that.
+        self._playout += float(np.clip(target - self._playout, -5e-4, 5e-4))
+        due = captured_at + self._playout
+        if due > now:
+            time.sleep(due - now)
+
     def _output_loop(self) -> None:
         inbox = self.queues["output"]
         period = 1.0 / self.config.fps
         last: np.ndarray | None = None
         last_sent = time.perf_counter()
+        recent: deque[float] = deque(maxlen=90)
         try:
             while not self._stop.is_set():
                 got = inbox.get(timeout=period / 4)
@@ -275,6 +319,7 @@ class LivePipeline:
                 frame, waited = got
                 assert frame.output is not None
                 captured_at = frame.captured_at
+                self._playout_wait(captured_at, recent)
                 start = time.perf_counter()
                 self._publish(frame.output, captured_at)
                 sent = time.perf_counter()
@@ -286,6 +331,7 @@ class LivePipeline:
                         stamped_at = self._stamp_times.pop(stamp, None) if stamp is not None else None
                     captured_at = stamped_at if stamped_at is not None else captured_at
                 self.telemetry.frame_out(captured_at, sent)
+                self._note_drops()
                 self.telemetry.stage("output", sent - start, waited)
                 last, last_sent = frame.output, sent
         finally:
@@ -301,6 +347,15 @@ class LivePipeline:
         if self.preview is not None:
             self.preview.put(image)
 
+    def reset_telemetry(self) -> Telemetry:
+        """Start counting afresh (a benchmark's warm-up is over); returns the new :class:`Telemetry`."""
+        self._drop_base = {name: q.dropped for name, q in self.queues.items()}
+        self.telemetry = Telemetry()
+        return self.telemetry
+
+    def _note_drops(self) -> None:
+        self.telemetry.queue_drops = {name: q.dropped - self._drop_base.get(name, 0) for name, q in self.queues.items()}
+
     def wait(self, seconds: float | None = None) -> None:
         """Block until stopped (quit, a clip played out) or ``seconds`` have passed."""
         self._stop.wait(seconds)
@@ -312,7 +367,7 @@ class LivePipeline:
             q.close()
         for thread in self._threads:
             thread.join(timeout=2.0)
-        self.telemetry.queue_drops = {name: q.dropped for name, q in self.queues.items()}
+        self._note_drops()
         self.source.close()
         for sink in self.sinks:
             try:

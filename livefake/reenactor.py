@@ -114,18 +114,27 @@ class Reenactor:
         return self.render(self.plan(face, t, driver_rgb))
 
     def plan(self, face: FaceLandmarks | None, t: float, driver_rgb: np.ndarray | None = None) -> FramePlan:
-        """CPU stages for one frame: retargeting, the warp geometry and the mouth inputs.
+        """CPU stages for one frame: :meth:`retarget`, then :meth:`geometry`.
 
         Call in frame order (the retargeter smooths over time); :meth:`render` may run in another thread.
         """
         start = time.perf_counter()
-        motion = self.retargeter.update(face, t)
-        mid = time.perf_counter()
+        motion = self.retarget(face, t)
+        planned = self.geometry(motion, face, driver_rgb)
+        planned.timings_ms["retarget"] = (time.perf_counter() - start) * 1000 - planned.timings_ms["geometry"]
+        return planned
+
+    def retarget(self, face: FaceLandmarks | None, t: float) -> Motion:
+        """The retargeting stage alone: the source's target landmarks and pose for this frame (in order)."""
+        return self.retargeter.update(face, t)
+
+    def geometry(self, motion: Motion, face: FaceLandmarks | None, driver_rgb: np.ndarray | None) -> FramePlan:
+        """The warp geometry and mouth inputs for a :meth:`retarget` result (any thread, any order)."""
+        start = time.perf_counter()
         field, kept, target = self.warp.solve(motion.target)
         # The interior is cut from this very frame, so at this frame's own (unsmoothed) landmarks.
         mouth = self.mouth.inputs(target, None if face is None else face.points, driver_rgb)
-        end = time.perf_counter()
-        timings = {"retarget": (mid - start) * 1000, "geometry": (end - mid) * 1000}
+        timings = {"geometry": (time.perf_counter() - start) * 1000}
         return FramePlan(face is not None, motion, kept, field, mouth, timings)
 
     def render(self, plan: FramePlan) -> FrameResult:
