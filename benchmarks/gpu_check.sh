@@ -36,12 +36,9 @@ INPUTS=()
 [ -d .faces/inputs ] && INPUTS=(--inputs .faces/inputs)
 timeout 150 python3 benchmarks/generator.py --faces "$LIVEFAKE_FACES" "${INPUTS[@]}" --seconds 2 --json "$OUT/generator.json"
 
-if [ -f benchmarks/latency.py ]; then
-  section "latency: live pipeline on the cuda backend"
-  timeout 150 python3 benchmarks/latency.py --source "$LIVEFAKE_FACES/images/glasses_dim.jpg" \
-    --driving "$LIVEFAKE_FACES/videos/mouth_open.mp4" --backend cuda --seconds 30 --json "$OUT/latency_cuda.json"
-  timeout 60 python3 benchmarks/latency.py --source "$LIVEFAKE_FACES/images/glasses_dim.jpg" \
-    --driving "$LIVEFAKE_FACES/videos/mouth_open.mp4" --backend cuda --unpaced --seconds 20 \
-    --json "$OUT/latency_cuda_unpaced.json"
-fi
+section "latency: live pipeline, cuda backend (paced 30 fps, then unpaced), then cpu backend unpaced"
+LAT=(--source "$LIVEFAKE_FACES/images/glasses_dim.jpg" --driving "$LIVEFAKE_FACES/videos/mouth_open.mp4")
+timeout 120 python3 benchmarks/latency.py "${LAT[@]}" --backend cuda --seconds 30 --unpaced-seconds 20 \
+  --json "$OUT/latency_cuda.json"
+timeout 60 python3 benchmarks/latency.py "${LAT[@]}" --backend cpu --unpaced --seconds 15 --json "$OUT/latency_cpu.json"
 section done

@@ -430,8 +430,7 @@ def run_preview(pipeline: LivePipeline, frames: LatestQueue[np.ndarray], seconds
 
 def prepare_sources(paths: Sequence[Path | None], crop_size: int, output_size: tuple[int, int]) -> list[PreparedSource]:
     """The source photos (None: the built-in face), cut to the output size."""
-    from livefake.render import default_face
-    from livefake.source import prepare_source
+    from livefake.source import default_face, prepare_source
 
     prepared = []
     for path in paths:

@@ -18,7 +18,7 @@ from livefake.errors import LivefakeError
 from livefake.prefetch import prefetch
 from livefake.reenactor import FramePlan, FrameResult, ReenactConfig, Reenactor
 from livefake.scripted_motion import ScriptedDriver
-from livefake.source import PreparedSource, prepare_source
+from livefake.source import PreparedSource, default_face, prepare_source
 from livefake.video_io import VideoFrame, VideoReader, VideoWriter
 
 
@@ -54,13 +54,6 @@ class RenderReport:
     @property
     def fps(self) -> float:
         return self.frames / max(self.seconds, 1e-9)
-
-
-def default_face() -> np.ndarray:
-    """The built-in source face: NASA's public-domain astronaut portrait, as shipped by scikit-image."""
-    from skimage import data
-
-    return data.astronaut()
 
 
 def _write_all(

@@ -171,3 +171,10 @@ def check_face(face: FaceLandmarks | None, name: str, hint: str | None = None) -
             f"the face in '{name}' is cut by the image edge ({outside:.0%} of it is outside); "
             + (hint or "use a photo that shows the whole face with some margin")
         )
+
+
+def default_face() -> np.ndarray:
+    """The built-in source face: NASA's public-domain astronaut portrait, as shipped by scikit-image."""
+    from skimage import data
+
+    return data.astronaut()
