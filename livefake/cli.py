@@ -75,6 +75,8 @@ def _add_live_options(parser: argparse.ArgumentParser) -> None:
     live.add_argument("--mirror", action="store_true", help="mirror the webcam (head turns mirrored)")
     live.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "cuda", "cpu", "onnxruntime"),
                       help="generator backend (default auto: the fastest that starts here)")
+    live.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16"),
+                      help="generator precision on a GPU (default auto: fp16 for TensorRT, fp32 for torch CUDA)")
     live.add_argument("--stats", type=Path, metavar="FILE.json", help="write telemetry as JSON on exit")
     live.add_argument("--seconds", dest="live_seconds", type=_seconds, metavar="N", help="stop after N seconds")
 
@@ -100,6 +102,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="resample the face from the full-resolution photo through the warp instead of pasting "
                             "the crop back: sharper when the face is larger than the crop, slower on the CPU")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
+        p.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "cuda", "cpu", "onnxruntime"),
+                       help="generator backend (default auto: the fastest that starts here)")
 
     render = sub.add_parser("render", help="reenact a photo with the motion of a driving video into an MP4")
     render.add_argument("--source", required=True, type=Path, help="photo with the face to animate")
@@ -112,6 +116,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--source", type=Path, help="use this photo instead of the built-in face")
     demo.add_argument("--seconds", type=_seconds, default=8.0, help="length of the demo (default 8)")
     common(demo)
+
+    sub.add_parser("doctor", help="report what this machine has (GPU, TensorRT, webcam, virtual camera, audio) "
+                                  "and what livefake will use")
+    build = sub.add_parser("build-engine", help="compile the TensorRT engine ahead of the first live run")
+    build.add_argument("--crop-size", type=int, choices=(256, 512), default=256, help="generator resolution")
+    build.add_argument("--precision", choices=("fp16", "fp32"), default="fp16", help="engine precision")
     return parser
 
 
@@ -123,8 +133,21 @@ def run(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command is None:
         return run_live(args)
+    if args.command == "doctor":
+        from livefake.doctor import print_report
+
+        return print_report()
+    if args.command == "build-engine":
+        from livefake.backends import default_cache_dir
+        from livefake.doctor import build_engine
+
+        print(f"wrote {build_engine(args.crop_size, args.precision, default_cache_dir())}")
+        return 0
+    from livefake.backends import BackendConfig
+
     options = RenderOptions(crop_size=args.crop_size, output_size=args.size, max_frames=args.max_frames,
-                            progress=not args.quiet, reenact=ReenactConfig(full_resolution=args.full_res))
+                            progress=not args.quiet,
+                            reenact=ReenactConfig(full_resolution=args.full_res, backend=BackendConfig(args.backend)))
     if args.command == "render":
         report = render_video(args.source, args.driving, args.output, options)
     else:
@@ -140,7 +163,7 @@ def run_live(args: argparse.Namespace) -> int:
     from livefake.backends import BackendConfig
     from livefake.capture import CameraSource, ClipSource, FrameSource
     from livefake.frame_queue import LatestQueue
-    from livefake.live import LiveConfig, LivePipeline, prepare_sources, run_preview
+    from livefake.live import LiveConfig, LivePipeline, check_display, prepare_sources, run_preview
     from livefake.reenactor import ReenactConfig
     from livefake.sinks import RecordSink, Sink, VirtualCameraSink
 
@@ -150,6 +173,8 @@ def run_live(args: argparse.Namespace) -> int:
     width, height = (v - v % 2 for v in args.live_size)  # even sides, as video encoders need
     if not 1 <= args.fps <= 120:
         raise LivefakeError(f"--fps must be between 1 and 120, got {args.fps}")
+    if args.preview:
+        check_display()
     sinks: list[Sink] = []
     frame_source: FrameSource | None = None
     try:
@@ -175,7 +200,7 @@ def run_live(args: argparse.Namespace) -> int:
             frame_source.close()
         raise
     config = LiveConfig(fps=args.fps, mirror=args.mirror,
-                        reenact=ReenactConfig(backend=BackendConfig(args.backend)))
+                        reenact=ReenactConfig(backend=BackendConfig(args.backend, args.precision)))
     preview: LatestQueue | None = LatestQueue(1, "preview") if args.preview else None
     pipeline = LivePipeline(sources, frame_source, sinks, config, preview=preview)
     print(f"livefake: live, {len(sources)} source photo(s), {width}x{height} at {args.fps:g} fps, generator "

@@ -406,6 +406,16 @@ def draw_overlay(image: np.ndarray, stats: dict[str, float], pipeline: LivePipel
     return bgr
 
 
+def check_display() -> None:
+    """Refuse ``--preview`` where no window can open: OpenCV's Qt build aborts the whole process there."""
+    import os
+    import sys
+
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise LivefakeError("no display for the preview window (DISPLAY is not set); run without --preview, "
+                            "or use --record OUT.mp4 to see the output later")
+
+
 def run_preview(pipeline: LivePipeline, frames: LatestQueue[np.ndarray], seconds: float | None = None,
                 title: str = "livefake") -> None:
     """The preview window, in the calling (main) thread, until quit, the window closes or time is up."""

@@ -278,3 +278,41 @@ def test_cli_live_without_webcam_or_virtual_camera_gives_one_line():
     assert run.stderr.strip().splitlines() == [
         "livefake: error: no webcam at 0; plug one in, pick another with --camera INDEX|PATH, "
         "or drive from a video with --driving FILE"]
+
+
+def test_doctor_reports_what_this_machine_lacks_and_what_it_will_use():
+    run = subprocess.run([sys.executable, "-m", "livefake", "doctor"], capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0].startswith("ok  livefake") and "MediaPipe 0.10.21" in run.stdout
+    assert any("generator backend (auto):" in line for line in lines)
+    webcam = next(line for line in lines if " webcam " in line)
+    virtual = next(line for line in lines if "virtual camera" in line and "livefake" not in line[:4])
+    if cv2.VideoCapture(0).isOpened():
+        return  # a machine with a webcam: nothing fixed to compare against
+    assert webcam.startswith(" - ") and "no webcam at indices 0-3" in webcam
+    assert run.returncode == 1 and lines[-1].startswith("live app: not ready here")
+    assert virtual.startswith(("ok ", " - "))
+
+
+def test_build_engine_without_tensorrt_says_how_to_get_it():
+    try:
+        import tensorrt  # noqa: F401
+        pytest.skip("TensorRT is installed here")
+    except ImportError:
+        pass
+    run = subprocess.run([sys.executable, "-m", "livefake", "build-engine"], capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 1
+    assert run.stderr.strip() == ("livefake: error: TensorRT is not installed; on an NVIDIA GPU: "
+                                  "pip install 'livefake[gpu]'")
+
+
+def test_preview_without_a_display_says_so_instead_of_aborting(monkeypatch):
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the DISPLAY check is for Linux")
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    run = subprocess.run([sys.executable, "-m", "livefake", "--driving", str(face_file("videos", "mouth_open.mp4")),
+                          "--preview", "--no-virtual-camera"], capture_output=True, text=True, timeout=60, env=env)
+    assert run.returncode == 1
+    assert run.stderr.strip().startswith("livefake: error: no display for the preview window")
