@@ -65,7 +65,9 @@ class LandmarkDetector:
         import mediapipe as mp
 
         self.video = video
-        self._quiet_calls = 3  # the graph's threads print their notices during the first few frames
+        # The graph's calculators print their notices as they start: the landmark model only once a face
+        # is first found. Keep fd 2 quiet until then (at most 60 frames), and for two frames after.
+        self._quiet_calls = 60
         with _native_stderr_silenced():
             self._mesh = mp.solutions.face_mesh.FaceMesh(
                 static_image_mode=not video,
@@ -86,7 +88,7 @@ class LandmarkDetector:
         else:  # the first frames start the graph's calculators, which print notices
             with _native_stderr_silenced():
                 result = self._mesh.process(rgb)
-            self._quiet_calls -= 1
+            self._quiet_calls = min(self._quiet_calls - 1, 2) if result.multi_face_landmarks else self._quiet_calls - 1
         faces = result.multi_face_landmarks
         if not faces:
             return None
