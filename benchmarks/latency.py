@@ -82,13 +82,14 @@ def histogram_png(values: list[float], path: Path, title: str) -> None:
             v = float(np.percentile(values, q))
             x = int(margin + v / top * (w - 2 * margin))
             cv2.line(image, (x, margin), (x, h - margin), colour, 2)
-            cv2.putText(image, f"p{q} {v:.1f} ms", (x + 4, margin + 15 + (q // 99) * 18), cv2.FONT_HERSHEY_SIMPLEX,
+            cv2.putText(image, f"p{q} {v:.1f} ms", (x + 4, margin + 25 + (q // 99) * 18), cv2.FONT_HERSHEY_SIMPLEX,
                         0.5, colour, 1, cv2.LINE_AA)
         for k in range(6):
             v = top * k / 5
             x = int(margin + k / 5 * (w - 2 * margin))
             cv2.putText(image, f"{v:.0f}", (x - 10, h - margin + 20), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1)
-    cv2.putText(image, title, (margin, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+    for i, line in enumerate(title.split("\n")):
+        cv2.putText(image, line, (margin, 18 + 16 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.putText(image, "end-to-end latency, capture to sink (ms)", (margin, h - 10), cv2.FONT_HERSHEY_SIMPLEX,
                 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -127,7 +128,8 @@ def main() -> None:
         paced, e2e = run(args, True, args.seconds)
         result.update(paced)
         histogram_png(e2e, args.histogram or args.json.with_suffix(".png"),
-                      f"{args.driving.name} paced at {args.fps:g} fps, {paced['backend']}, {machine}")
+                      f"{args.driving.name} paced at {args.fps:g} fps, {paced['backend']}, "
+                      f"{paced['frames_out']} frames\n{machine}")
         print(f"paced {args.fps:g} fps for {args.seconds:g} s ({paced['backend']}): {paced['fps_out']:.2f} fps out, "
               f"{paced['drop_rate'] * 100:.2f} % dropped, e2e p50 {paced['e2e_ms']['p50']:.1f} "
               f"p95 {paced['e2e_ms']['p95']:.1f} p99 {paced['e2e_ms']['p99']:.1f} ms, "

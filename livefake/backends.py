@@ -191,59 +191,41 @@ def crop_to_uint8_hwc(crop: torch.Tensor) -> torch.Tensor:
     return crop[0].float().mul(255.0).add(0.5).clamp(0, 255).to(torch.uint8).permute(1, 2, 0)
 
 
-class TorchCUDABackend(GeneratorBackend):
-    """The torch module on a CUDA GPU, fp16 or fp32, on its own stream.
-
-    Inputs go through pinned host buffers to preallocated device tensors (asynchronous copies on the
-    stage's stream); the crop comes back as uint8 through a pinned buffer, so one frame moves about
-    0.9 MB up and 0.2 MB down at 256. With ``cuda_graph`` the kernels are captured once and replayed,
-    which removes the per-kernel launch cost that dominates a crop this small.
+class DeviceBackend(GeneratorBackend):
+    """What the GPU backends share: their own CUDA stream, inputs copied through pinned host buffers into
+    device tensors allocated once (asynchronously, on the stream), the crop back as uint8 through a
+    pinned buffer. Subclasses allocate in :meth:`_prepare` and queue the generator in :meth:`_compute`.
     """
 
-    name = "cuda"
-
-    def __init__(self, size: int, precision: str = "fp16", cuda_graph: bool = True, device: int = 0) -> None:
+    def __init__(self, size: int, device: int = 0) -> None:
         super().__init__(size)
         if not torch.cuda.is_available():
             raise LivefakeError("torch sees no CUDA GPU (CPU build of torch, or no NVIDIA driver)")
-        self.precision = precision
         self.device = torch.device("cuda", device)
-        self.dtype = torch.float16 if precision == "fp16" else torch.float32
-        self.module = ReenactmentGenerator(size).to(self.device, self.dtype).eval()
         self.stream = torch.cuda.Stream(self.device)
-        self.use_graph = cuda_graph
         self._key = ""
-        self._graph: torch.cuda.CUDAGraph | None = None
 
-    def _allocate(self, inputs: GeneratorInputs) -> None:
+    def _allocate(self, inputs: GeneratorInputs, dtypes: list[torch.dtype], crop_dtype: torch.dtype) -> None:
         self._host_in = [torch.empty(t.shape, dtype=torch.float32, pin_memory=True) for t in inputs]
-        self._dev_in = [torch.empty(t.shape, dtype=self.dtype, device=self.device) for t in inputs]
-        self._dev_crop = torch.empty((1, 3, self.size, self.size), dtype=self.dtype, device=self.device)
+        self._dev_in = [torch.empty(t.shape, dtype=d, device=self.device) for t, d in zip(inputs, dtypes)]
+        self._dev_crop = torch.empty((1, 3, self.size, self.size), dtype=crop_dtype, device=self.device)
         self._dev_out = torch.empty((self.size, self.size, 3), dtype=torch.uint8, device=self.device)
         self._host_out = torch.empty((self.size, self.size, 3), dtype=torch.uint8, pin_memory=True)
-        self._graph = None
-        self._key = shape_key(inputs)
         self._uploaded: list[tuple[torch.Tensor | None, int]] = [(None, -1)] * len(inputs)
+        self._key = shape_key(inputs)
 
-    def _forward(self) -> None:
-        self._dev_crop.copy_(self.module(*self._dev_in))
-        self._dev_out.copy_(crop_to_uint8_hwc(self._dev_crop))
+    @abstractmethod
+    def _prepare(self, inputs: GeneratorInputs) -> None:
+        """Allocate (through :meth:`_allocate`) and build for these shapes."""
 
-    def _capture(self) -> None:
-        # Warm up on a side stream (lazy kernel loading, workspace allocation), then capture.
-        with torch.cuda.stream(self.stream), torch.inference_mode():
-            for _ in range(3):
-                self._forward()
-        self.stream.synchronize()
-        graph = torch.cuda.CUDAGraph()
-        with torch.inference_mode(), torch.cuda.graph(graph, stream=self.stream):
-            self._forward()
-        self._graph = graph
+    @abstractmethod
+    def _compute(self) -> None:
+        """Queue the generator on the stream: ``_dev_in`` to ``_dev_crop`` and ``_dev_out``."""
 
     def _launch(self, inputs: GeneratorInputs) -> None:
         """Copy the inputs up and queue the generator on the stream (returns before it finishes)."""
         if shape_key(inputs) != self._key:
-            self._allocate(inputs)
+            self._prepare(inputs)
         with torch.cuda.stream(self.stream):
             for i, (host, dev, t) in enumerate(zip(self._host_in, self._dev_in, inputs)):
                 # The source crop and its colour statistics are the same tensors every frame: send them once
@@ -255,13 +237,7 @@ class TorchCUDABackend(GeneratorBackend):
                 host.copy_(t)  # the last frame's copies are done: run() synchronizes before returning
                 dev.copy_(host, non_blocking=True)
                 self._uploaded[i] = (t, t._version)
-        if self.use_graph and self._graph is None:
-            self._capture()
-        with torch.cuda.stream(self.stream), torch.inference_mode():
-            if self._graph is not None:
-                self._graph.replay()
-            else:
-                self._forward()
+        self._compute()
 
     def run(self, inputs: GeneratorInputs) -> np.ndarray:
         self._launch(inputs)
@@ -275,6 +251,50 @@ class TorchCUDABackend(GeneratorBackend):
         self.stream.synchronize()
         return self._dev_crop.float().cpu()
 
+
+class TorchCUDABackend(DeviceBackend):
+    """The torch module on a CUDA GPU, fp32 or fp16, on its own stream (see :class:`DeviceBackend`).
+    With ``cuda_graph`` the kernels are captured once and replayed, which removes the per-kernel launch
+    cost that dominates a crop this small."""
+
+    name = "cuda"
+
+    def __init__(self, size: int, precision: str = "fp32", cuda_graph: bool = True, device: int = 0) -> None:
+        super().__init__(size, device)
+        self.precision = precision
+        self.dtype = torch.float16 if precision == "fp16" else torch.float32
+        self.module = ReenactmentGenerator(size).to(self.device, self.dtype).eval()
+        self.use_graph = cuda_graph
+        self._graph: torch.cuda.CUDAGraph | None = None
+
+    def _prepare(self, inputs: GeneratorInputs) -> None:
+        self._allocate(inputs, [self.dtype] * len(inputs), self.dtype)
+        self._graph = None
+
+    def _forward(self) -> None:
+        self._dev_crop.copy_(self.module(*self._dev_in))
+        self._dev_out.copy_(crop_to_uint8_hwc(self._dev_crop))
+
+    def _capture(self) -> None:
+        # Warm up on the stream (lazy kernel loading, workspace allocation), then capture.
+        with torch.cuda.stream(self.stream), torch.inference_mode():
+            for _ in range(3):
+                self._forward()
+        self.stream.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        with torch.inference_mode(), torch.cuda.graph(graph, stream=self.stream):
+            self._forward()
+        self._graph = graph
+
+    def _compute(self) -> None:
+        if self.use_graph and self._graph is None:
+            self._capture()
+        with torch.cuda.stream(self.stream), torch.inference_mode():
+            if self._graph is not None:
+                self._graph.replay()
+            else:
+                self._forward()
+
     def time_gpu_ms(self, inputs: GeneratorInputs, repeats: int = 200) -> list[float]:
         """GPU time of the generator alone (no host copies), per call, from CUDA events on its stream."""
         self._launch(inputs)
@@ -283,10 +303,7 @@ class TorchCUDABackend(GeneratorBackend):
             for _ in range(repeats):
                 start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
                 start.record(self.stream)
-                if self._graph is not None:
-                    self._graph.replay()
-                else:
-                    self._forward()
+                self._compute()
                 end.record(self.stream)
                 end.synchronize()
                 times.append(start.elapsed_time(end))

@@ -21,10 +21,9 @@ import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from livefake.backends import GeneratorBackend, cached_onnx, crop_to_uint8_hwc, onnx_input_names, shape_key
+from livefake.backends import DeviceBackend, cached_onnx, crop_to_uint8_hwc, onnx_input_names, shape_key
 from livefake.errors import LivefakeError
 from livefake.generator import GeneratorInputs
 
@@ -147,26 +146,21 @@ def build_engine(onnx_path: Path, cache_dir: Path, workspace_gib: float = 2.0) -
 _TORCH_DTYPES = {"FLOAT": torch.float32, "HALF": torch.float16}
 
 
-class TensorRTBackend(GeneratorBackend):
-    """The generator as a TensorRT engine. Inputs and output live in torch device tensors allocated once;
-    each frame copies the inputs up through pinned memory and runs ``execute_async_v3`` on the stream."""
+class TensorRTBackend(DeviceBackend):
+    """The generator as a TensorRT engine, bound to torch device tensors allocated once (see
+    :class:`~livefake.backends.DeviceBackend`) and run with ``execute_async_v3`` on the stage's stream."""
 
     name = "tensorrt"
 
     def __init__(self, size: int, precision: str, cache_dir: Path, device: int = 0) -> None:
-        super().__init__(size)
         import tensorrt as trt  # ImportError: not installed (pip install livefake[gpu])
 
-        if not torch.cuda.is_available():
-            raise LivefakeError("TensorRT needs a CUDA GPU that torch can see")
+        super().__init__(size, device)
         self.trt = trt
         self.precision = precision
         self.cache_dir = cache_dir
-        self.device = torch.device("cuda", device)
-        self.stream = torch.cuda.Stream(self.device)
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.runtime = trt.Runtime(self.logger)
-        self._key = ""
 
     def engine_key(self, onnx_path: Path, inputs: GeneratorInputs) -> EngineKey:
         major, minor = torch.cuda.get_device_capability(self.device)
@@ -187,43 +181,21 @@ class TensorRTBackend(GeneratorBackend):
                 raise LivefakeError("TensorRT could not load the engine it just built")
         self.engine = engine
         self.context = engine.create_execution_context()
-        self._host_in, self._dev_in = [], []
-        for name, t in zip(onnx_input_names(), inputs):
-            dtype = _TORCH_DTYPES[engine.get_tensor_dtype(name).name]
+        names = onnx_input_names()
+        dtypes = [_TORCH_DTYPES[engine.get_tensor_dtype(name).name] for name in names]
+        for name, t in zip(names, inputs):
             if tuple(engine.get_tensor_shape(name)) != tuple(t.shape):
                 raise LivefakeError(f"TensorRT engine input {name} has another shape; delete {self.cache_dir}")
-            self._host_in.append(torch.empty(t.shape, dtype=torch.float32, pin_memory=True))
-            dev = torch.empty(t.shape, dtype=dtype, device=self.device)
-            self._dev_in.append(dev)
+        self._allocate(inputs, dtypes, _TORCH_DTYPES[engine.get_tensor_dtype("crop").name])
+        for name, dev in zip(names, self._dev_in):
             self.context.set_tensor_address(name, dev.data_ptr())
-        out_dtype = _TORCH_DTYPES[engine.get_tensor_dtype("crop").name]
-        self._dev_crop = torch.empty((1, 3, self.size, self.size), dtype=out_dtype, device=self.device)
         self.context.set_tensor_address("crop", self._dev_crop.data_ptr())
-        self._host_out = torch.empty((self.size, self.size, 3), dtype=torch.uint8, pin_memory=True)
-        self._key = shape_key(inputs)
 
-    def _launch(self, inputs: GeneratorInputs) -> None:
-        if shape_key(inputs) != self._key:
-            self._prepare(inputs)
-        for host, t in zip(self._host_in, inputs):
-            host.copy_(t)
+    def _compute(self) -> None:
         with torch.cuda.stream(self.stream):
-            for dev, host in zip(self._dev_in, self._host_in):
-                dev.copy_(host, non_blocking=True)
             if not self.context.execute_async_v3(self.stream.cuda_stream):
                 raise LivefakeError("TensorRT failed to run the generator engine")
-
-    def run(self, inputs: GeneratorInputs) -> np.ndarray:
-        self._launch(inputs)
-        with torch.cuda.stream(self.stream):
-            self._host_out.copy_(crop_to_uint8_hwc(self._dev_crop), non_blocking=True)
-        self.stream.synchronize()
-        return self._host_out.numpy().copy()
-
-    def run_float(self, inputs: GeneratorInputs) -> torch.Tensor:
-        self._launch(inputs)
-        self.stream.synchronize()
-        return self._dev_crop.float().cpu()
+            self._dev_out.copy_(crop_to_uint8_hwc(self._dev_crop))
 
     def close(self) -> None:
         self.context = None
