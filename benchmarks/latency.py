@@ -45,7 +45,9 @@ def rss_mb() -> float:
 def run(args, paced: bool, seconds: float) -> tuple[dict, list[float]]:
     sources = prepare_sources([args.source], args.crop_size, tuple(args.size))
     clip = ClipSource(args.driving, paced=paced, loop=True, fps=args.fps)
-    config = LiveConfig(fps=args.fps, stamp=True, reenact=ReenactConfig(backend=BackendConfig(args.backend)))
+    geometry_thread = {"auto": None, "on": True, "off": False}[args.geometry_thread]
+    config = LiveConfig(fps=args.fps, stamp=True, geometry_thread=geometry_thread,
+                        reenact=ReenactConfig(backend=BackendConfig(args.backend)))
     pipeline = LivePipeline(sources, clip, [NullSink()], config)
     backend = pipeline.reenactors[0].backend.describe()
     memory = []
@@ -110,6 +112,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, nargs=2, default=(1280, 720), metavar=("W", "H"))
     parser.add_argument("--crop-size", type=int, default=256, choices=(256, 512))
     parser.add_argument("--backend", default="auto")
+    parser.add_argument("--geometry-thread", choices=("auto", "on", "off"), default="auto",
+                        help="warp geometry in its own thread (auto: with a GPU backend)")
     parser.add_argument("--json", type=Path, required=True, help="write the figures here")
     parser.add_argument("--histogram", type=Path, help="latency histogram PNG (default beside the JSON)")
     args = parser.parse_args()

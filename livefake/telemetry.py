@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-STAGES = ("capture", "landmarks", "generator", "composite", "output")
+STAGES = ("capture", "landmarks", "geometry", "generator", "composite", "output")
 
 
 def percentiles(values: list[float] | np.ndarray) -> dict[str, float]:

@@ -73,12 +73,15 @@ def test_frame_stamp_round_trip():
         assert read_stamp(image) == frame_id
 
 
-def test_pipeline_reenacts_a_paced_clip_in_order_with_the_stamp_on_every_frame():
+@pytest.mark.parametrize("geometry_thread", [False, True])
+def test_pipeline_reenacts_a_paced_clip_in_order_with_the_stamp_on_every_frame(geometry_thread):
     sink = Collect()
     clip = ClipSource(face_file("videos", "mouth_open.mp4"), paced=True)
-    with LivePipeline(sources("glasses_dim.jpg"), clip, [sink], LiveConfig(stamp=True)) as pipeline:
+    config = LiveConfig(stamp=True, geometry_thread=geometry_thread)
+    with LivePipeline(sources("glasses_dim.jpg"), clip, [sink], config) as pipeline:
         pipeline.wait(3.0)
     stats = pipeline.telemetry.summary()
+    assert ("geometry" in stats["stages"]) == geometry_thread
     ids = [s for s in sink.stamps if s is not None]
     assert len(ids) >= 60 and ids == sorted(ids)  # never reordered
     assert stats["stamp_mismatches"] == 0 and stats["frame_errors"] == 0
