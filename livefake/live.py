@@ -77,10 +77,11 @@ class LiveConfig:
     queue_depth: int = 1
     repeat_after: float = 1.5
     stamp: bool = False
-    # Steady output: each frame is sent at its capture time plus a playout delay that follows the 90th
+    # Steady output: each frame is sent at its capture time plus a playout delay that follows a high
     # percentile of recent processing latency (at most ``max_playout_ms``), so the frames leave with the
     # camera's own spacing instead of the stages' jitter. 0 sends every frame the moment it is ready.
     max_playout_ms: float = 40.0
+    playout_percentile: float = 95.0
     # The warp geometry in a thread of its own between landmarks and generator, instead of in the
     # generator's thread: a sixth thread, for machines where the generator runs on a GPU and the CPU
     # stages set the pace (on 2 CPU cores it only adds a hand-over). None: only with a GPU backend.
@@ -310,7 +311,7 @@ class LivePipeline:
         recent.append(now - captured_at)
         if self.config.max_playout_ms <= 0 or len(recent) < 10:
             return
-        target = min(float(np.percentile(recent, 90)), self.config.max_playout_ms / 1000)
+        target = min(float(np.percentile(recent, self.config.playout_percentile)), self.config.max_playout_ms / 1000)
         # Move by at most 0.5 ms a frame: the spacing of frames changes by no more than that.
         self._playout += float(np.clip(target - self._playout, -5e-4, 5e-4))
         due = captured_at + self._playout
