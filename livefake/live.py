@@ -446,6 +446,10 @@ def run_preview(pipeline: LivePipeline, frames: LatestQueue[np.ndarray], seconds
     while pipeline.running and (deadline is None or time.perf_counter() < deadline):
         image = frames.get_latest()
         if image is not None:
+            if not shown:  # open at the frame's own size (at most 1280 wide), the user may resize it
+                h, w = image.shape[:2]
+                scale = min(1.0, 1280 / w)
+                cv2.resizeWindow(title, int(w * scale), int(h * scale))
             cv2.imshow(title, draw_overlay(image, pipeline.telemetry.live(), pipeline))
             shown = True
         code = cv2.waitKey(10) & 0xFF

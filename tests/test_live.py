@@ -319,3 +319,56 @@ def test_preview_without_a_display_says_so_instead_of_aborting(monkeypatch):
                           "--preview", "--no-virtual-camera"], capture_output=True, text=True, timeout=60, env=env)
     assert run.returncode == 1
     assert run.stderr.strip().startswith("livefake: error: no display for the preview window")
+
+
+def test_preview_window_keys_switch_source_pass_through_and_quit(tmp_path):
+    """Under a virtual X display (Xvfb) with keys sent by xdotool, where both are installed."""
+    import os
+    import shutil
+
+    if not (shutil.which("Xvfb") and shutil.which("xdotool")):
+        pytest.skip("needs Xvfb and xdotool (Debian packages xvfb, xdotool) for a window without a screen")
+    display = ":87"
+    xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", "1600x1000x24"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    env = dict(os.environ, DISPLAY=display)
+    out = tmp_path / "preview.mp4"
+    try:
+        time.sleep(1.0)
+        app = subprocess.Popen(
+            [sys.executable, "-m", "livefake", "--driving", str(face_file("videos", "mouth_open.mp4")),
+             "--source", str(face_file("images", "glasses_dim.jpg")),
+             "--source", str(face_file("images", "astronaut.png")), "--size", "640x360",
+             "--preview", "--record", str(out), "--no-virtual-camera", "--seconds", "40"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        windows: list[str] = []
+        deadline = time.time() + 30
+        while not windows and time.time() < deadline:
+            time.sleep(0.5)
+            windows = subprocess.run(["xdotool", "search", "--name", "livefake"], env=env, capture_output=True,
+                                     text=True).stdout.split()
+        assert windows, "the preview window never opened"
+        window = windows[0]
+        time.sleep(1.5)
+        for key, pause in (("2", 1.5), ("p", 1.5), ("q", 0)):
+            subprocess.run(["xdotool", "key", "--window", window, key], env=env, capture_output=True)
+            time.sleep(pause)
+        _, err = app.communicate(timeout=20)  # q quits long before --seconds 40
+        assert app.returncode == 0, err
+    finally:
+        xvfb.terminate()
+    frames = []
+    cap = cv2.VideoCapture(str(out))
+    while (got := cap.read())[0]:
+        frames.append(cv2.cvtColor(got[1], cv2.COLOR_BGR2RGB))
+    photos = sources("glasses_dim.jpg", "astronaut.png")
+    corner = (slice(0, 40), slice(-120, None))
+
+    def near(frame, photo):
+        return np.abs(frame[corner].astype(np.float32) - photo.photo[corner]).mean() < 6  # H.264 in between
+
+    kinds = ["first" if near(f, photos[0]) else "second" if near(f, photos[1]) else "webcam" for f in frames]
+    # In order: the first photo, the second after "2", then the webcam itself after "p" until "q".
+    assert kinds[0] == "first" and "second" in kinds and "webcam" in kinds
+    assert kinds.index("second") < kinds.index("webcam")
+    assert set(kinds[kinds.index("webcam"):]) == {"webcam"}
