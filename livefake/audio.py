@@ -1,0 +1,104 @@
+"""Audio: the voice delayed to match the video, so lips and voice stay in sync.
+
+:class:`DelayLine` holds a bounded ring of recent samples and reads them back a delay later; the delay
+follows a target (the live pipeline's measured latency) at a limited rate, by reading at a slightly
+different speed (linear interpolation between samples), so a moving delay never clicks or jumps: at
+5 ms per second the pitch moves by 0.5 %, below what a listener notices.
+
+:func:`read_clip_audio` decodes a clip's own audio track (PyAV), the stand-in for a microphone when
+``--driving FILE`` stands in for the webcam.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from livefake.errors import LivefakeError
+
+log = logging.getLogger("livefake")
+
+
+class DelayLine:
+    """Delays (n, channels) float32 blocks by a delay that moves towards :meth:`set_target` at no more
+    than ``slew`` seconds per second. Memory is ``max_delay_s`` of audio plus one block, whatever runs."""
+
+    def __init__(self, sample_rate: int, channels: int, *, delay_s: float = 0.0, max_delay_s: float = 1.0,
+                 slew: float = 0.005, max_block: int = 8192) -> None:
+        if sample_rate <= 0 or channels <= 0:
+            raise ValueError("sample_rate and channels must be positive")
+        self.rate = sample_rate
+        self.channels = channels
+        self.max_delay = int(round(max_delay_s * sample_rate))
+        self.slew = slew
+        self.max_block = max_block
+        self._size = self.max_delay + 2 * max_block + 2
+        self._ring = np.zeros((self._size, channels), np.float32)
+        self._written = 0  # samples written so far (the ring holds the last _size of them)
+        self._delay = self._clamp(delay_s * sample_rate)  # in samples, fractional
+        self._target = self._delay
+
+    def _clamp(self, samples: float) -> float:
+        if samples > self.max_delay:
+            log.warning("audio delay %.0f ms is beyond the %.0f ms this line holds; using the most it can",
+                        1000 * samples / self.rate, 1000 * self.max_delay / self.rate)
+        return float(np.clip(samples, 0.0, self.max_delay))
+
+    @property
+    def delay_s(self) -> float:
+        """The delay now, in seconds."""
+        return self._delay / self.rate
+
+    def set_target(self, delay_s: float) -> None:
+        """Where the delay should go; it moves there at ``slew`` seconds per second."""
+        self._target = self._clamp(delay_s * self.rate)
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        """Write ``block`` ((n, channels) float32) and return the n samples a delay earlier."""
+        n = len(block)
+        if block.ndim != 2 or block.shape[1] != self.channels:
+            raise ValueError(f"expected (n, {self.channels}) samples, got {block.shape}")
+        if n > self.max_block:
+            return np.concatenate([self.process(block[i:i + self.max_block]) for i in range(0, n, self.max_block)])
+        start = self._written
+        idx = (start + np.arange(n)) % self._size
+        self._ring[idx] = block
+        self._written += n
+        # The delay of each output sample: a straight move towards the target, at most slew per sample.
+        step = float(np.clip(self._target - self._delay, -self.slew * n, self.slew * n)) / max(n, 1)
+        delays = self._delay + step * np.arange(1, n + 1)
+        self._delay = float(delays[-1]) if n else self._delay
+        pos = (start + np.arange(n)) - delays  # fractional read positions (absolute sample numbers)
+        base = np.floor(pos)
+        frac = (pos - base).astype(np.float32)[:, None]
+        base = base.astype(np.int64)
+        valid = (base >= 0)[:, None]  # before the first sample: silence
+        a = self._ring[base % self._size]
+        b = self._ring[(base + 1) % self._size]
+        out = a + frac * (b - a)
+        return np.where(valid, out, 0.0).astype(np.float32)
+
+
+def read_clip_audio(path: str | Path, sample_rate: int = 48000) -> tuple[np.ndarray, int]:
+    """The audio track of ``path`` as (n, channels) float32 at ``sample_rate`` (stereo or mono kept)."""
+    import av
+
+    try:
+        container = av.open(str(path))
+    except (av.FFmpegError, OSError) as err:
+        raise LivefakeError(f"cannot read '{path}' ({err}); check the file") from None
+    with container:
+        if not container.streams.audio:
+            raise LivefakeError(f"'{path}' has no audio track")
+        stream = container.streams.audio[0]
+        layout = "mono" if stream.channels == 1 else "stereo"
+        resampler = av.AudioResampler(format="flt", layout=layout, rate=sample_rate)
+        chunks = []
+        for frame in container.decode(stream):
+            for out in resampler.resample(frame):
+                chunks.append(out.to_ndarray().reshape(-1, out.layout.nb_channels))
+        for out in resampler.resample(None):
+            chunks.append(out.to_ndarray().reshape(-1, out.layout.nb_channels))
+    return np.concatenate(chunks).astype(np.float32), sample_rate
