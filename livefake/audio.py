@@ -102,3 +102,103 @@ def read_clip_audio(path: str | Path, sample_rate: int = 48000) -> tuple[np.ndar
         for out in resampler.resample(None):
             chunks.append(out.to_ndarray().reshape(-1, out.layout.nb_channels))
     return np.concatenate(chunks).astype(np.float32), sample_rate
+
+
+def _sounddevice():  # noqa: ANN202 - the module
+    try:
+        import sounddevice
+    except ImportError:
+        raise LivefakeError("sounddevice is missing; pip install sounddevice") from None
+    except OSError:
+        raise LivefakeError("the PortAudio library is missing; on Debian or Ubuntu: sudo apt install "
+                            "libportaudio2 (on Windows and macOS it comes with sounddevice)") from None
+    return sounddevice
+
+
+def find_device(spec: str | int | None, kind: str) -> int | None:
+    """An audio device index from a name (or part of one) or an index; None means the system default."""
+    if spec is None:
+        return None
+    sd = _sounddevice()
+    devices = sd.query_devices()
+    channels = "max_input_channels" if kind == "input" else "max_output_channels"
+    if isinstance(spec, int) or str(spec).isdigit():
+        index = int(spec)
+        if 0 <= index < len(devices) and devices[index][channels] > 0:
+            return index
+    else:
+        for index, device in enumerate(devices):
+            if str(spec).lower() in device["name"].lower() and device[channels] > 0:
+                return index
+    raise LivefakeError(f"no audio {kind} device '{spec}'; 'livefake devices' lists them")
+
+
+class AudioPassthrough:
+    """Microphone (or a clip's audio) to an output device, delayed by a :class:`DelayLine` whose target
+    the live app sets from its measured video latency. Under- and overruns are counted, never fatal.
+    ``source``: an (n, channels) float32 array to play instead of a microphone, in real time."""
+
+    def __init__(self, *, input_device: int | None = None, output_device: int | None = None,
+                 sample_rate: int = 48000, channels: int = 1, block: int = 480, delay_s: float = 0.0,
+                 source: np.ndarray | None = None) -> None:
+        sd = _sounddevice()
+        self.line = DelayLine(sample_rate, channels, delay_s=delay_s)
+        self.rate, self.channels = sample_rate, channels
+        self.xruns = 0
+        self.samples = 0
+        self._source = source
+        try:
+            if source is None:
+                self.stream = sd.Stream(device=(input_device, output_device), samplerate=sample_rate,
+                                        blocksize=block, channels=channels, dtype="float32",
+                                        callback=self._duplex)
+            else:
+                self.stream = sd.OutputStream(device=output_device, samplerate=sample_rate, blocksize=block,
+                                              channels=channels, dtype="float32", callback=self._playback)
+        except sd.PortAudioError as err:
+            raise LivefakeError(f"cannot open the audio devices ({err}); 'livefake devices' lists them, "
+                                "and --audio-in / --audio-out pick others") from None
+
+    def _duplex(self, indata: np.ndarray, outdata: np.ndarray, frames: int, time: object, status: object) -> None:
+        if status:
+            self.xruns += 1
+        outdata[:] = self.line.process(indata)
+        self.samples += frames
+
+    def _playback(self, outdata: np.ndarray, frames: int, time: object, status: object) -> None:
+        if status:
+            self.xruns += 1
+        assert self._source is not None
+        start = self.samples % max(len(self._source), 1)  # a clip loops with its video
+        block = self._source[start:start + frames]
+        if len(block) < frames:
+            block = np.concatenate([block, self._source[: frames - len(block)]])
+        outdata[:] = self.line.process(block)
+        self.samples += frames
+
+    def set_delay(self, seconds: float) -> None:
+        self.line.set_target(seconds)
+
+    def start(self) -> AudioPassthrough:
+        self.stream.start()
+        return self
+
+    def close(self) -> None:
+        self.stream.stop()
+        self.stream.close()
+
+    def __enter__(self) -> AudioPassthrough:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def list_devices() -> str:
+    """Audio inputs and outputs, one line each, with their index (for --audio-in / --audio-out)."""
+    sd = _sounddevice()
+    lines = []
+    for index, device in enumerate(sd.query_devices()):
+        kinds = [k for k, key in (("in", "max_input_channels"), ("out", "max_output_channels")) if device[key] > 0]
+        lines.append(f"{index:3d}  {'/'.join(kinds):<6} {device['name']}")
+    return "\n".join(lines) if lines else "no audio devices found (is a sound server or ALSA device there?)"

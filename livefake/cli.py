@@ -77,6 +77,15 @@ def _add_live_options(parser: argparse.ArgumentParser) -> None:
                       help="generator backend (default auto: the fastest that starts here)")
     live.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16"),
                       help="generator precision on a GPU (default auto: fp16 for TensorRT, fp32 for torch CUDA)")
+    live.add_argument("--audio", action="store_true",
+                      help="pass the microphone (with --driving: the clip's own audio) to an audio output, "
+                           "delayed by the measured video latency so lips and voice stay in sync")
+    live.add_argument("--audio-in", metavar="NAME|INDEX", help="microphone (default: the system's)")
+    live.add_argument("--audio-out", metavar="NAME|INDEX",
+                      help="output the call app takes as its microphone, e.g. a PulseAudio null sink, VB-CABLE "
+                           "or BlackHole (default: the system's)")
+    live.add_argument("--audio-delay-ms", type=float, metavar="MS",
+                      help="a fixed audio delay instead of the measured video latency")
     live.add_argument("--stats", type=Path, metavar="FILE.json", help="write telemetry as JSON on exit")
     live.add_argument("--seconds", dest="live_seconds", type=_seconds, metavar="N", help="stop after N seconds")
 
@@ -117,6 +126,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--seconds", type=_seconds, default=8.0, help="length of the demo (default 8)")
     common(demo)
 
+    sub.add_parser("devices", help="list audio inputs and outputs (for --audio-in and --audio-out)")
     sub.add_parser("doctor", help="report what this machine has (GPU, TensorRT, webcam, virtual camera, audio) "
                                   "and what livefake will use")
     build = sub.add_parser("build-engine", help="compile the TensorRT engine ahead of the first live run")
@@ -133,6 +143,11 @@ def run(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command is None:
         return run_live(args)
+    if args.command == "devices":
+        from livefake.audio import list_devices
+
+        print(list_devices())
+        return 0
     if args.command == "doctor":
         from livefake.doctor import print_report
 
@@ -205,6 +220,7 @@ def run_live(args: argparse.Namespace) -> int:
     pipeline = LivePipeline(sources, frame_source, sinks, config, preview=preview)
     print(f"livefake: live, {len(sources)} source photo(s), {width}x{height} at {args.fps:g} fps, generator "
           f"{pipeline.reenactors[0].backend.describe()}; Ctrl-C to stop", file=sys.stderr)
+    audio = _start_audio(args, pipeline) if args.audio else None
     try:
         with pipeline:
             if preview is not None:
@@ -214,10 +230,48 @@ def run_live(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        if audio is not None:
+            audio.close()
+            pipeline.telemetry.audio_xruns = audio.xruns
         if args.stats:
             pipeline.telemetry.write_json(args.stats)
         print(f"livefake: {pipeline.telemetry.summary_line()}", file=sys.stderr)
     return 0
+
+
+def _start_audio(args: argparse.Namespace, pipeline: object) -> object | None:
+    """The audio passthrough for the live app, its delay following the video latency; None (with one line
+    saying why) when it cannot start: the video goes on without it."""
+    import threading
+
+    from livefake.audio import AudioPassthrough, find_device, read_clip_audio
+
+    log = logging.getLogger("livefake")
+    fixed = None if args.audio_delay_ms is None else max(args.audio_delay_ms, 0.0) / 1000
+    try:
+        output = find_device(args.audio_out, "output")
+        if args.live_driving:  # the clip's own audio stands in for the microphone
+            samples, rate = read_clip_audio(args.live_driving)
+            audio = AudioPassthrough(output_device=output, sample_rate=rate, channels=samples.shape[1],
+                                     source=samples, delay_s=fixed or 0.0)
+        else:
+            audio = AudioPassthrough(input_device=find_device(args.audio_in, "input"), output_device=output,
+                                     delay_s=fixed or 0.0)
+        audio.start()
+    except LivefakeError as err:
+        log.warning("audio: %s; going on without it", err)
+        return None
+
+    def follow_latency() -> None:  # the measured capture-to-output latency, twice a second
+        while pipeline.running:  # type: ignore[attr-defined]
+            latency = pipeline.telemetry.live()["e2e_ms"] / 1000  # type: ignore[attr-defined]
+            if latency > 0:
+                audio.set_delay(latency)
+            threading.Event().wait(0.5)
+
+    if fixed is None:
+        threading.Thread(target=follow_latency, name="livefake-audio-delay", daemon=True).start()
+    return audio
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,6 +46,7 @@ class Telemetry:
         self.frame_errors = 0
         self.camera_reconnects = 0
         self.stamp_mismatches = 0
+        self.audio_xruns = 0
         self.queue_drops: dict[str, int] = {}
         self.started = time.perf_counter()
 
@@ -104,6 +105,7 @@ class Telemetry:
                 "frame_errors": self.frame_errors,
                 "camera_reconnects": self.camera_reconnects,
                 "stamp_mismatches": self.stamp_mismatches,
+                "audio_xruns": self.audio_xruns,
             }
 
     def write_json(self, path: Path, extra: dict | None = None) -> None:

@@ -106,3 +106,85 @@ def test_a_clip_without_audio_says_so(tmp_path):
     writer.release()
     with pytest.raises(LivefakeError, match="has no audio track"):
         read_clip_audio(path)
+
+
+ASOUNDRC = """
+pcm.fileout {{ type plug  slave {{ pcm "fileout_raw"  format S16_LE  rate 48000  channels 1 }} }}
+pcm.fileout_raw {{ type file  slave.pcm "null"  file "{dir}/out.raw"  format "raw" }}
+"""
+
+PLAYBACK = """
+import sys, time
+import numpy as np
+from livefake.audio import AudioPassthrough, find_device
+n, delay = int(sys.argv[1]), int(sys.argv[2])
+speech = (np.fromfile("in.raw", dtype="<i2").astype(np.float32) / 32767)[:, None]
+with AudioPassthrough(output_device=find_device("fileout", "output"), channels=1, delay_s=delay / 48000,
+                      source=speech) as p:
+    while p.samples < n + delay + 48000:
+        time.sleep(0.001)
+"""
+
+
+def playback_offset(tmp_path, speech16: np.ndarray, delay: int) -> tuple[int, np.ndarray]:
+    """Play speech (the clip's audio standing in for a microphone) through a real PortAudio output stream
+    into an ALSA file device (no hardware): the offset at which it comes out, and what came out there.
+    (ALSA's null device runs as fast as it is fed, so a duplex stream's two sides drift apart on it: the
+    capture side is not tested this way.)"""
+    import subprocess
+    import sys
+
+    run_dir = tmp_path / f"d{delay}"
+    run_dir.mkdir()
+    speech16.tofile(run_dir / "in.raw")
+    (run_dir / ".asoundrc").write_text(ASOUNDRC.format(dir=run_dir))
+    env = {**__import__("os").environ, "HOME": str(run_dir)}
+    done = subprocess.run([sys.executable, "-c", PLAYBACK, str(len(speech16)), str(delay)], env=env,
+                          capture_output=True, text=True, timeout=60, cwd=run_dir)
+    assert done.returncode == 0, done.stderr
+    out = np.fromfile(run_dir / "out.raw", dtype="<i2")[: 4 * len(speech16)]
+    score = np.correlate(out[: 2 * len(speech16)].astype(np.float64), speech16[:4800].astype(np.float64), "valid")
+    offset = int(np.argmax(score))
+    return offset, out[offset:offset + len(speech16)]
+
+
+def test_a_real_portaudio_stream_through_alsa_plays_speech_delayed_by_exactly_the_delay(tmp_path):
+    import shutil
+
+    try:
+        import sounddevice  # noqa: F401
+    except (ImportError, OSError) as err:
+        pytest.skip(f"no PortAudio here ({err}); Debian: apt install libportaudio2")
+    if not shutil.os.path.exists("/usr/share/alsa/alsa.conf"):
+        pytest.skip("no ALSA configuration (libasound2) to define file devices with")
+    mono = speech()[: 2 * RATE].mean(axis=1)
+    speech16 = (np.clip(mono, -1, 1) * 32767).astype("<i2")
+    base, got0 = playback_offset(tmp_path, speech16, 0)
+    shifted, got = playback_offset(tmp_path, speech16, 1234)
+    # The speech itself both times (within the 16-bit conversions' last step), and moved by exactly the
+    # delay: to the sample.
+    assert np.abs(got0.astype(int) - speech16).max() <= 2 and np.abs(got.astype(int) - speech16).max() <= 2
+    assert shifted - base == 1234
+
+
+def test_devices_are_listed_and_a_missing_one_is_one_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    try:
+        import sounddevice  # noqa: F401
+    except (ImportError, OSError) as err:
+        pytest.skip(f"no PortAudio here ({err}); Debian: apt install libportaudio2")
+    (tmp_path / ".asoundrc").write_text(ASOUNDRC.format(dir=tmp_path))
+    env = {**os.environ, "HOME": str(tmp_path)}
+    listed = subprocess.run([sys.executable, "-m", "livefake", "devices"], env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert listed.returncode == 0 and "fileout" in listed.stdout
+    missing = subprocess.run([sys.executable, "-m", "livefake", "--driving", str(face_file("videos", "talking.mp4")),
+                              "--audio", "--audio-out", "no-such-speaker", "--no-virtual-camera", "--seconds", "1",
+                              "--stats", str(tmp_path / "s.json")], env=env, capture_output=True, text=True,
+                             timeout=120)
+    assert missing.returncode == 0  # the video goes on without the audio
+    assert "audio: no audio output device 'no-such-speaker'; 'livefake devices' lists them; going on without it" \
+        in missing.stderr
