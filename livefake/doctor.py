@@ -87,7 +87,7 @@ def check_audio() -> Finding:
     try:
         import sounddevice
     except ImportError:
-        return Finding("audio", False, "sounddevice not installed (audio passthrough comes with a later version)")
+        return Finding("audio", False, "sounddevice not installed (pip install sounddevice); no --audio")
     except OSError as err:  # PortAudio library missing
         return Finding("audio", False, f"PortAudio missing ({err}); on Debian/Ubuntu: sudo apt install libportaudio2")
     devices = sounddevice.query_devices()
