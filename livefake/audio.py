@@ -12,6 +12,8 @@ different speed (linear interpolation between samples), so a moving delay never 
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -133,6 +135,41 @@ def find_device(spec: str | int | None, kind: str) -> int | None:
     raise LivefakeError(f"no audio {kind} device '{spec}'; 'livefake devices' lists them")
 
 
+def follow_latency(latency_s: Callable[[], float], line: DelayLine, running: Callable[[], bool],
+                   period_s: float = 0.5) -> threading.Thread:
+    """A daemon thread that sets ``line``'s target to the measured video latency every ``period_s``."""
+
+    def follow() -> None:
+        wait = threading.Event()
+        while running():
+            latency = latency_s()
+            if latency > 0:
+                line.set_target(latency)
+            wait.wait(period_s)
+
+    thread = threading.Thread(target=follow, name="livefake-audio-delay", daemon=True)
+    thread.start()
+    return thread
+
+
+class ClipAudioPlayer:
+    """A clip's audio track as a microphone stand-in: each :meth:`next` gives the following ``frames``
+    samples (looping with its video), through the delay line."""
+
+    def __init__(self, samples: np.ndarray, line: DelayLine) -> None:
+        self.samples = samples
+        self.line = line
+        self.played = 0
+
+    def next(self, frames: int) -> np.ndarray:
+        start = self.played % max(len(self.samples), 1)
+        block = self.samples[start:start + frames]
+        if len(block) < frames:
+            block = np.concatenate([block, self.samples[: frames - len(block)]])
+        self.played += frames
+        return self.line.process(block)
+
+
 class AudioPassthrough:
     """Microphone (or a clip's audio) to an output device, delayed by a :class:`DelayLine` whose target
     the live app sets from its measured video latency. Under- and overruns are counted, never fatal.
@@ -146,7 +183,7 @@ class AudioPassthrough:
         self.rate, self.channels = sample_rate, channels
         self.xruns = 0
         self.samples = 0
-        self._source = source
+        self.player = ClipAudioPlayer(source, self.line) if source is not None else None
         try:
             if source is None:
                 self.stream = sd.Stream(device=(input_device, output_device), samplerate=sample_rate,
@@ -168,12 +205,8 @@ class AudioPassthrough:
     def _playback(self, outdata: np.ndarray, frames: int, time: object, status: object) -> None:
         if status:
             self.xruns += 1
-        assert self._source is not None
-        start = self.samples % max(len(self._source), 1)  # a clip loops with its video
-        block = self._source[start:start + frames]
-        if len(block) < frames:
-            block = np.concatenate([block, self._source[: frames - len(block)]])
-        outdata[:] = self.line.process(block)
+        assert self.player is not None
+        outdata[:] = self.player.next(frames)
         self.samples += frames
 
     def set_delay(self, seconds: float) -> None:

@@ -242,35 +242,29 @@ def run_live(args: argparse.Namespace) -> int:
 def _start_audio(args: argparse.Namespace, pipeline: object) -> object | None:
     """The audio passthrough for the live app, its delay following the video latency; None (with one line
     saying why) when it cannot start: the video goes on without it."""
-    import threading
-
-    from livefake.audio import AudioPassthrough, find_device, read_clip_audio
+    from livefake.audio import AudioPassthrough, find_device, follow_latency, read_clip_audio
 
     log = logging.getLogger("livefake")
     fixed = None if args.audio_delay_ms is None else max(args.audio_delay_ms, 0.0) / 1000
+    # Until the latency is measured, start at the one the playout delay holds the video to.
+    start = fixed if fixed is not None else pipeline.config.max_playout_ms / 1000  # type: ignore[attr-defined]
     try:
         output = find_device(args.audio_out, "output")
         if args.live_driving:  # the clip's own audio stands in for the microphone
             samples, rate = read_clip_audio(args.live_driving)
             audio = AudioPassthrough(output_device=output, sample_rate=rate, channels=samples.shape[1],
-                                     source=samples, delay_s=fixed or 0.0)
+                                     source=samples, delay_s=start)
         else:
             audio = AudioPassthrough(input_device=find_device(args.audio_in, "input"), output_device=output,
-                                     delay_s=fixed or 0.0)
+                                     delay_s=start)
         audio.start()
     except LivefakeError as err:
         log.warning("audio: %s; going on without it", err)
         return None
 
-    def follow_latency() -> None:  # the measured capture-to-output latency, twice a second
-        while pipeline.running:  # type: ignore[attr-defined]
-            latency = pipeline.telemetry.live()["e2e_ms"] / 1000  # type: ignore[attr-defined]
-            if latency > 0:
-                audio.set_delay(latency)
-            threading.Event().wait(0.5)
-
-    if fixed is None:
-        threading.Thread(target=follow_latency, name="livefake-audio-delay", daemon=True).start()
+    if fixed is None:  # the measured capture-to-output latency, twice a second
+        follow_latency(lambda: pipeline.telemetry.live()["e2e_ms"] / 1000, audio.line,  # type: ignore[attr-defined]
+                       lambda: pipeline.running)  # type: ignore[attr-defined]
     return audio
 
 
