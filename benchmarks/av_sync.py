@@ -86,25 +86,34 @@ def mouth_series(frames: list[np.ndarray]) -> np.ndarray:
     return np.array(values)
 
 
+def file_offset(path: Path) -> tuple[float, float, list[np.ndarray], float]:
+    """Voice-after-lips offset and correlation of a video file against its own audio track; its frames
+    and frame rate."""
+    audio, _ = read_clip_audio(path, RATE)
+    cap = cv2.VideoCapture(str(path))
+    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+    frames = []
+    while (got := cap.read())[0]:
+        frames.append(cv2.cvtColor(got[1], cv2.COLOR_BGR2RGB))
+    offset, corr = best_offset(mouth_series(frames), np.arange(len(frames)) / fps, audio.mean(axis=1), 0.0)
+    return offset, corr, frames, fps
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--driving", type=Path, required=True, help="clip with speech (its audio is the mic)")
     parser.add_argument("--source", type=Path, help="photo to animate (default: the built-in face)")
     parser.add_argument("--seconds", type=float, help="how long to run (default: the clip once)")
     parser.add_argument("--json", type=Path, required=True)
+    parser.add_argument("--render", action="store_true",
+                        help="also `livefake render` the clip and measure the written file against its own audio")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="livefake: %(message)s")
     audio, _ = read_clip_audio(args.driving, RATE)
     mono = audio.mean(axis=1)
 
     # The original clip: mouth opening at each frame's time against its own audio.
-    cap = cv2.VideoCapture(str(args.driving))
-    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
-    originals = []
-    while (got := cap.read())[0]:
-        originals.append(cv2.cvtColor(got[1], cv2.COLOR_BGR2RGB))
-    orig_t = np.arange(len(originals)) / fps
-    orig_offset, orig_corr = best_offset(mouth_series(originals), orig_t, mono, 0.0)
+    orig_offset, orig_corr, originals, fps = file_offset(args.driving)
 
     # The live pipeline: video through the stages, audio through the delay line on a 10 ms clock.
     seconds = args.seconds or len(originals) / fps
@@ -151,6 +160,20 @@ def main() -> None:
         "video_e2e_ms_p50": summary["e2e_ms"]["p50"],
         "frames_out": len(sink.frames),
     }
+    if args.render:
+        import tempfile
+
+        from livefake.render import RenderOptions, render_video
+
+        with tempfile.TemporaryDirectory() as tmp:
+            rendered = Path(tmp) / "render.mp4"
+            render_video(args.source or sources[0], args.driving, rendered,
+                         RenderOptions(progress=False, output_size=(1280, 720)))
+            render_offset, render_corr, _, _ = file_offset(rendered)
+        result.update({"offset_ms_render": 1000 * render_offset, "corr_render": render_corr,
+                       "difference_ms_render": 1000 * (render_offset - orig_offset)})
+        print(f"render: voice after lips {1000 * render_offset:+.0f} ms (r {render_corr:.2f}), "
+              f"{1000 * (render_offset - orig_offset):+.0f} ms from the original")
     print(f"voice after lips: original {result['offset_ms_original']:+.0f} ms (r {orig_corr:.2f}), output "
           f"{result['offset_ms_output']:+.0f} ms (r {out_corr:.2f}); difference {result['difference_ms']:+.0f} ms; "
           f"audio delay {result['audio_delay_ms_final']:.0f} ms, video latency p50 {result['video_e2e_ms_p50']:.0f} ms")
