@@ -183,6 +183,7 @@ class AudioPassthrough:
         self.rate, self.channels = sample_rate, channels
         self.xruns = 0
         self.samples = 0
+        self._closing = False
         self.player = ClipAudioPlayer(source, self.line) if source is not None else None
         try:
             if source is None:
@@ -212,11 +213,28 @@ class AudioPassthrough:
     def set_delay(self, seconds: float) -> None:
         self.line.set_target(seconds)
 
+    def watch(self, running: Callable[[], bool], period_s: float = 0.5) -> threading.Thread:
+        """A daemon thread that says once, in one line, when the stream stops on its own (a device
+        unplugged mid-run); the video goes on."""
+
+        def check() -> None:
+            wait = threading.Event()
+            while running():
+                if not self.stream.active and not self._closing:
+                    log.warning("audio: the audio device stopped (unplugged?); the video goes on without sound")
+                    return
+                wait.wait(period_s)
+
+        thread = threading.Thread(target=check, name="livefake-audio-watch", daemon=True)
+        thread.start()
+        return thread
+
     def start(self) -> AudioPassthrough:
         self.stream.start()
         return self
 
     def close(self) -> None:
+        self._closing = True
         self.stream.stop()
         self.stream.close()
 

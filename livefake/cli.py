@@ -262,6 +262,7 @@ def _start_audio(args: argparse.Namespace, pipeline: object) -> object | None:
         log.warning("audio: %s; going on without it", err)
         return None
 
+    audio.watch(lambda: pipeline.running)  # type: ignore[attr-defined]
     if fixed is None:  # the measured capture-to-output latency, twice a second
         follow_latency(lambda: pipeline.telemetry.live()["e2e_ms"] / 1000, audio.line,  # type: ignore[attr-defined]
                        lambda: pipeline.running)  # type: ignore[attr-defined]

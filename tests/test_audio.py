@@ -188,3 +188,38 @@ def test_devices_are_listed_and_a_missing_one_is_one_line(tmp_path):
     assert missing.returncode == 0  # the video goes on without the audio
     assert "audio: no audio output device 'no-such-speaker'; 'livefake devices' lists them; going on without it" \
         in missing.stderr
+
+
+def test_a_device_that_stops_mid_run_is_said_once_and_nothing_else_stops(caplog):
+    from livefake.audio import AudioPassthrough
+
+    class Stream:  # what sounddevice's stream reports when its device goes away
+        active = True
+
+        def stop(self) -> None:
+            self.active = False
+
+        def close(self) -> None:
+            pass
+
+    audio = AudioPassthrough.__new__(AudioPassthrough)
+    audio.stream, audio._closing = Stream(), False
+    running = [True]
+    with caplog.at_level(logging.WARNING, logger="livefake"):
+        watcher = audio.watch(lambda: running[0], period_s=0.01)
+        import time
+
+        time.sleep(0.05)
+        assert not caplog.records
+        audio.stream.active = False  # unplugged
+        watcher.join(timeout=1)
+    assert [r.getMessage() for r in caplog.records] == [
+        "audio: the audio device stopped (unplugged?); the video goes on without sound"]
+    # Closing it on purpose says nothing.
+    caplog.clear()
+    audio.stream = Stream()
+    watcher = audio.watch(lambda: running[0], period_s=0.01)
+    audio.close()
+    running[0] = False
+    watcher.join(timeout=1)
+    assert not caplog.records
