@@ -25,6 +25,18 @@ log = logging.getLogger("livefake")
 CaptureFactory = Callable[[int | str], cv2.VideoCapture]
 
 
+def list_cameras(max_index: int = 8) -> str:
+    """The webcams OpenCV can open at indices 0 to ``max_index - 1``, one line each."""
+    lines = []
+    for index in range(max_index):
+        cap = _open_camera(index)
+        if cap.isOpened():
+            w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+            lines.append(f"{index:3d}  {w}x{h}")
+        cap.release()
+    return "\n".join(lines) if lines else f"  none at indices 0-{max_index - 1}"
+
+
 class FrameSource(ABC):
     """A live source of RGB frames."""
 

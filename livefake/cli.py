@@ -126,7 +126,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--seconds", type=_seconds, default=8.0, help="length of the demo (default 8)")
     common(demo)
 
-    sub.add_parser("devices", help="list audio inputs and outputs (for --audio-in and --audio-out)")
+    sub.add_parser("devices", help="list webcams, audio inputs and audio outputs (for --camera, --audio-in, "
+                                   "--audio-out)")
     sub.add_parser("doctor", help="report what this machine has (GPU, TensorRT, webcam, virtual camera, audio) "
                                   "and what livefake will use")
     build = sub.add_parser("build-engine", help="compile the TensorRT engine ahead of the first live run")
@@ -145,8 +146,15 @@ def run(argv: list[str] | None = None) -> int:
         return run_live(args)
     if args.command == "devices":
         from livefake.audio import list_devices
+        from livefake.capture import list_cameras
 
-        print(list_devices())
+        print("webcams (--camera):")
+        print(list_cameras())
+        print("audio (--audio-in, --audio-out):")
+        try:
+            print(list_devices())
+        except LivefakeError as err:
+            print(f"  {err}")
         return 0
     if args.command == "doctor":
         from livefake.doctor import print_report

@@ -180,7 +180,7 @@ def test_devices_are_listed_and_a_missing_one_is_one_line(tmp_path):
     env = {**os.environ, "HOME": str(tmp_path)}
     listed = subprocess.run([sys.executable, "-m", "livefake", "devices"], env=env, capture_output=True, text=True,
                             timeout=60)
-    assert listed.returncode == 0 and "fileout" in listed.stdout
+    assert listed.returncode == 0 and "fileout" in listed.stdout and listed.stdout.startswith("webcams (--camera):")
     missing = subprocess.run([sys.executable, "-m", "livefake", "--driving", str(face_file("videos", "talking.mp4")),
                               "--audio", "--audio-out", "no-such-speaker", "--no-virtual-camera", "--seconds", "1",
                               "--stats", str(tmp_path / "s.json")], env=env, capture_output=True, text=True,
