@@ -229,6 +229,14 @@ def run_live(args: argparse.Namespace) -> int:
     print(f"livefake: live, {len(sources)} source photo(s), {width}x{height} at {args.fps:g} fps, generator "
           f"{pipeline.reenactors[0].backend.describe()}; Ctrl-C to stop", file=sys.stderr)
     audio = _start_audio(args, pipeline) if args.audio else None
+    # A service manager's stop (SIGTERM) ends the run as Ctrl-C does: threads stopped, camera released,
+    # the recording closed properly.
+    import signal
+
+    from livefake.live import Control
+
+    if hasattr(signal, "SIGTERM"):
+        signal.signal(signal.SIGTERM, lambda *_: pipeline.control(Control.QUIT))
     try:
         with pipeline:
             if preview is not None:

@@ -212,6 +212,7 @@ class LivePipeline:
 
     def _capture_loop(self) -> None:
         frame_id = 0
+        last_shape: tuple[int, ...] | None = None
         try:
             while not self._stop.is_set():
                 start = time.perf_counter()
@@ -221,6 +222,10 @@ class LivePipeline:
                         break
                     continue
                 captured_at = time.perf_counter()
+                if rgb.shape != last_shape:
+                    if last_shape is not None:  # a camera back at another resolution: a new neutral pose
+                        self._reset_requested = True
+                    last_shape = rgb.shape
                 if self.config.stamp:
                     write_stamp(rgb, frame_id)
                     with self._stamp_lock:

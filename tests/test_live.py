@@ -129,12 +129,13 @@ class VanishingCamera:
 
     opened = 0
 
-    def __init__(self, path: Path, lose_after: int, refusals: int, state: dict) -> None:
+    def __init__(self, path: Path, lose_after: int, refusals: int, state: dict, scale_after: float = 1.0) -> None:
         self.state = state
         state["opens"] = state.get("opens", 0) + 1
         self._ok = state["opens"] == 1 or state["opens"] > 1 + refusals
         self._cap = cv2.VideoCapture(str(path))
         self._lose_after = lose_after if state["opens"] == 1 else 10**9
+        self._scale = 1.0 if state["opens"] == 1 else scale_after  # back at another resolution
         self._reads = 0
 
     def isOpened(self) -> bool:
@@ -155,6 +156,8 @@ class VanishingCamera:
         if not ok:
             self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
             ok, bgr = self._cap.read()
+        if ok and self._scale != 1.0:
+            bgr = cv2.resize(bgr, None, fx=self._scale, fy=self._scale, interpolation=cv2.INTER_AREA)
         return ok, bgr
 
     def release(self) -> None:
@@ -164,7 +167,7 @@ class VanishingCamera:
 def test_camera_that_vanishes_keeps_the_output_going_and_reconnects():
     clip = face_file("videos", "mouth_open.mp4")
     state: dict = {}
-    camera = CameraSource(0, open_capture=lambda dev: VanishingCamera(clip, 20, 2, state))
+    camera = CameraSource(0, open_capture=lambda dev: VanishingCamera(clip, 20, 2, state, scale_after=0.75))
     sink = Collect()
     with LivePipeline(sources("glasses_dim.jpg"), camera, [sink], LiveConfig(stamp=True)) as pipeline:
         pipeline.wait(3.5)
@@ -175,6 +178,16 @@ def test_camera_that_vanishes_keeps_the_output_going_and_reconnects():
     assert max(ids) > 30  # frames flowed again after the reconnect
     gaps = np.diff(sink.times)
     assert gaps.max() < 0.2  # the sink never went quiet for long
+    # It came back at 3/4 of the resolution: the neutral pose was taken again, in the new frame's pixels.
+    from livefake.face_regions import interocular
+
+    first = cv2.cvtColor(cv2.VideoCapture(str(clip)).read()[1], cv2.COLOR_BGR2RGB)
+    from livefake.landmarks import LandmarkDetector
+
+    with LandmarkDetector(video=False) as detector:
+        iod_full = interocular(detector.detect(first).points)
+    reference = pipeline.reenactors[0].retargeter._reference
+    assert reference is not None and abs(interocular(reference) / iod_full - 0.75) < 0.1
 
 
 def test_camera_missing_at_start_says_what_to_do():
@@ -372,3 +385,24 @@ def test_preview_window_keys_switch_source_pass_through_and_quit(tmp_path):
     assert kinds[0] == "first" and "second" in kinds and "webcam" in kinds
     assert kinds.index("second") < kinds.index("webcam")
     assert set(kinds[kinds.index("webcam"):]) == {"webcam"}
+
+
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_or_a_stop_signal_ends_the_run_within_a_second_with_the_recording_whole(tmp_path, signum):
+    import signal
+
+    out = tmp_path / "run.mp4"
+    app = subprocess.Popen(
+        [sys.executable, "-m", "livefake", "--driving", str(face_file("videos", "talking.mp4")), "--size", "640x360",
+         "--no-virtual-camera", "--record", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # a shell's background job ignores it
+    deadline = time.time() + 60
+    while time.time() < deadline and not (out.exists() and out.stat().st_size > 0):
+        time.sleep(0.2)
+    time.sleep(2.0)
+    app.send_signal(getattr(signal, signum))
+    start = time.time()
+    _, err = app.communicate(timeout=30)
+    assert time.time() - start < 1.5 and app.returncode == 0, err
+    assert "fps out, latency p50" in err and "Traceback" not in err
+    assert cv2.VideoCapture(str(out)).get(cv2.CAP_PROP_FRAME_COUNT) >= 30
