@@ -120,7 +120,7 @@ def main() -> None:
     sources = prepare_sources([args.source], 256, (1280, 720))
     sink = KeepFrames(480)
     pipeline = LivePipeline(sources, ClipSource(args.driving, paced=True, loop=False), [sink], LiveConfig())
-    line = DelayLine(RATE, 1, delay_s=pipeline.config.max_playout_ms / 1000)  # as --audio starts it
+    line = DelayLine(RATE, 1, delay_s=pipeline.expected_latency_s)  # as --audio starts it
     player = ClipAudioPlayer(mono[:, None].astype(np.float32), line)
     played: list[np.ndarray] = []
     started = threading.Event()
@@ -143,7 +143,7 @@ def main() -> None:
     with pipeline:
         clock["t0"] = time.perf_counter()  # the clip's first frame and first sample start together
         started.set()
-        follow_latency(lambda: pipeline.telemetry.live()["e2e_ms"] / 1000, line, lambda: pipeline.running)
+        follow_latency(pipeline.latency_s, line, lambda: pipeline.running)
         pipeline.wait(seconds + 1.0)
     card.join(timeout=2)
     out_audio = np.concatenate(played) if played else np.zeros(1)

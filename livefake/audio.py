@@ -180,7 +180,6 @@ class AudioPassthrough:
                  source: np.ndarray | None = None) -> None:
         sd = _sounddevice()
         self.line = DelayLine(sample_rate, channels, delay_s=delay_s)
-        self.rate, self.channels = sample_rate, channels
         self.xruns = 0
         self.samples = 0
         self._closing = False

@@ -7,9 +7,14 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from livefake import __version__
 from livefake.errors import LivefakeError
+
+if TYPE_CHECKING:  # imported lazily at run time: --help and render start without them
+    from livefake.audio import AudioPassthrough
+    from livefake.live import LivePipeline
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -255,7 +260,7 @@ def run_live(args: argparse.Namespace) -> int:
     return 0
 
 
-def _start_audio(args: argparse.Namespace, pipeline: object) -> object | None:
+def _start_audio(args: argparse.Namespace, pipeline: LivePipeline) -> AudioPassthrough | None:
     """The audio passthrough for the live app, its delay following the video latency; None (with one line
     saying why) when it cannot start: the video goes on without it."""
     from livefake.audio import AudioPassthrough, find_device, follow_latency, read_clip_audio
@@ -263,7 +268,7 @@ def _start_audio(args: argparse.Namespace, pipeline: object) -> object | None:
     log = logging.getLogger("livefake")
     fixed = None if args.audio_delay_ms is None else max(args.audio_delay_ms, 0.0) / 1000
     # Until the latency is measured, start at the one the playout delay holds the video to.
-    start = fixed if fixed is not None else pipeline.config.max_playout_ms / 1000  # type: ignore[attr-defined]
+    start = fixed if fixed is not None else pipeline.expected_latency_s
     try:
         output = find_device(args.audio_out, "output")
         if args.live_driving:  # the clip's own audio stands in for the microphone
@@ -278,10 +283,9 @@ def _start_audio(args: argparse.Namespace, pipeline: object) -> object | None:
         log.warning("audio: %s; going on without it", err)
         return None
 
-    audio.watch(lambda: pipeline.running)  # type: ignore[attr-defined]
+    audio.watch(lambda: pipeline.running)
     if fixed is None:  # the measured capture-to-output latency, twice a second
-        follow_latency(lambda: pipeline.telemetry.live()["e2e_ms"] / 1000, audio.line,  # type: ignore[attr-defined]
-                       lambda: pipeline.running)  # type: ignore[attr-defined]
+        follow_latency(pipeline.latency_s, audio.line, lambda: pipeline.running)
     return audio
 
 

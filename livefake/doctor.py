@@ -134,7 +134,7 @@ def build_engine(crop_size: int, precision: str, cache_dir: Path) -> Path:
         import tensorrt  # noqa: F401
     except ImportError:
         raise LivefakeError("TensorRT is not installed; on an NVIDIA GPU: pip install 'livefake[gpu]'") from None
-    from livefake.backends import BackendConfig
+    from livefake.backends import BackendConfig, cached_onnx
     from livefake.reenactor import ReenactConfig, Reenactor
     from livefake.source import default_face, prepare_source
     from livefake.tensorrt_engine import TensorRTBackend, engine_paths
@@ -145,6 +145,6 @@ def build_engine(crop_size: int, precision: str, cache_dir: Path) -> Path:
         inputs = reenactor.generator_inputs(reenactor.plan(None, 0.0))
     backend = TensorRTBackend(crop_size, precision, cache_dir)
     backend.run(inputs)
-    onnx_path = next(cache_dir.glob(f"generator-{__version__}-{crop_size}-{precision}-*.onnx"))
+    onnx_path = cached_onnx(crop_size, inputs, cache_dir, precision)  # exported by run() above
     engine, _ = engine_paths(cache_dir, backend.engine_key(onnx_path, inputs))
     return engine

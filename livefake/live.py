@@ -16,6 +16,8 @@ among the source photos, pass-through, mirror, quit.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 import time
 from collections import deque
@@ -370,6 +372,15 @@ class LivePipeline:
         if self.preview is not None:
             self.preview.put(image)
 
+    @property
+    def expected_latency_s(self) -> float:
+        """The capture-to-output latency before any is measured: what the playout delay holds frames to."""
+        return self.config.max_playout_ms / 1000
+
+    def latency_s(self) -> float:
+        """The recent measured capture-to-output latency (median), seconds; 0 before the first frame."""
+        return self.telemetry.live()["e2e_ms"] / 1000
+
     def reset_telemetry(self) -> Telemetry:
         """Start counting afresh (a benchmark's warm-up is over); returns the new :class:`Telemetry`."""
         self._drop_base = {name: q.dropped for name, q in self.queues.items()}
@@ -431,9 +442,6 @@ def draw_overlay(image: np.ndarray, stats: dict[str, float], pipeline: LivePipel
 
 def check_display() -> None:
     """Refuse ``--preview`` where no window can open: OpenCV's Qt build aborts the whole process there."""
-    import os
-    import sys
-
     if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         raise LivefakeError("no display for the preview window (DISPLAY is not set); run without --preview, "
                             "or use --record OUT.mp4 to see the output later")

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 
 from livefake.errors import LivefakeError
-from livefake.frame_stamp import read_stamp
 
 log = logging.getLogger("livefake")
 
@@ -101,16 +100,9 @@ class RecordSink(Sink):
 
 
 class NullSink(Sink):
-    """Drops frames; with ``read_stamps`` it reads each frame's id stamp (the latency benchmark)."""
+    """Drops frames (benchmarks: the latency benchmark reads each frame's id stamp in the output stage)."""
 
     name = "null"
 
-    def __init__(self, read_stamps: bool = False) -> None:
-        self.read_stamps = read_stamps
-        self.frames = 0
-        self.stamps: list[int | None] = []
-
     def send(self, frame: np.ndarray, captured_at: float) -> None:
-        self.frames += 1
-        if self.read_stamps:
-            self.stamps.append(read_stamp(frame))
+        return None

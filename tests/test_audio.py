@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 
 import numpy as np
 import pytest
@@ -138,7 +139,7 @@ def playback_offset(tmp_path, speech16: np.ndarray, delay: int) -> tuple[int, np
     run_dir.mkdir()
     speech16.tofile(run_dir / "in.raw")
     (run_dir / ".asoundrc").write_text(ASOUNDRC.format(dir=run_dir))
-    env = {**__import__("os").environ, "HOME": str(run_dir)}
+    env = {**os.environ, "HOME": str(run_dir)}
     done = subprocess.run([sys.executable, "-c", PLAYBACK, str(len(speech16)), str(delay)], env=env,
                           capture_output=True, text=True, timeout=60, cwd=run_dir)
     assert done.returncode == 0, done.stderr
@@ -149,13 +150,12 @@ def playback_offset(tmp_path, speech16: np.ndarray, delay: int) -> tuple[int, np
 
 
 def test_a_real_portaudio_stream_through_alsa_plays_speech_delayed_by_exactly_the_delay(tmp_path):
-    import shutil
 
     try:
         import sounddevice  # noqa: F401
     except (ImportError, OSError) as err:
         pytest.skip(f"no PortAudio here ({err}); Debian: apt install libportaudio2")
-    if not shutil.os.path.exists("/usr/share/alsa/alsa.conf"):
+    if not os.path.exists("/usr/share/alsa/alsa.conf"):
         pytest.skip("no ALSA configuration (libasound2) to define file devices with")
     mono = speech()[: 2 * RATE].mean(axis=1)
     speech16 = (np.clip(mono, -1, 1) * 32767).astype("<i2")
@@ -168,7 +168,6 @@ def test_a_real_portaudio_stream_through_alsa_plays_speech_delayed_by_exactly_th
 
 
 def test_devices_are_listed_and_a_missing_one_is_one_line(tmp_path):
-    import os
     import subprocess
     import sys
 

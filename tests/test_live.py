@@ -4,6 +4,7 @@ shutdown, a camera that vanishes and comes back, a face that leaves, the control
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -21,7 +22,7 @@ from livefake.frame_queue import LatestQueue
 from livefake.frame_stamp import read_stamp, write_stamp
 from livefake.live import Control, LiveConfig, LivePipeline
 from livefake.reenactor import Reenactor
-from livefake.sinks import NullSink, Sink, VirtualCameraSink, virtual_camera_help
+from livefake.sinks import Sink, VirtualCameraSink, virtual_camera_help
 from livefake.source import fit_to_size
 
 OUTPUT = (640, 360)
@@ -264,12 +265,6 @@ def test_virtual_camera_sends_where_a_device_exists_and_says_how_to_get_one_wher
     sink.close()
 
 
-def test_null_sink_counts():
-    sink = NullSink()
-    sink.send(np.zeros((4, 4, 3), np.uint8), 0.0)
-    assert sink.frames == 1
-
-
 def test_cli_live_from_a_clip_records_and_writes_stats(tmp_path):
     clip = face_file("videos", "mouth_open.mp4")
     photo = face_file("images", "glasses_dim.jpg")
@@ -327,7 +322,7 @@ def test_build_engine_without_tensorrt_says_how_to_get_it():
 def test_preview_without_a_display_says_so_instead_of_aborting(monkeypatch):
     if not sys.platform.startswith("linux"):
         pytest.skip("the DISPLAY check is for Linux")
-    env = {k: v for k, v in __import__("os").environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     run = subprocess.run([sys.executable, "-m", "livefake", "--driving", str(face_file("videos", "mouth_open.mp4")),
                           "--preview", "--no-virtual-camera"], capture_output=True, text=True, timeout=60, env=env)
     assert run.returncode == 1
@@ -336,7 +331,6 @@ def test_preview_without_a_display_says_so_instead_of_aborting(monkeypatch):
 
 def test_preview_window_keys_switch_source_pass_through_and_quit(tmp_path):
     """Under a virtual X display (Xvfb) with keys sent by xdotool, where both are installed."""
-    import os
     import shutil
 
     if not (shutil.which("Xvfb") and shutil.which("xdotool")):
