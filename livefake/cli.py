@@ -15,6 +15,7 @@ from livefake.errors import LivefakeError
 if TYPE_CHECKING:  # imported lazily at run time: --help and render start without them
     from livefake.audio import AudioPassthrough
     from livefake.live import LivePipeline
+    from livefake.provenance import ProvenanceConfig
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -54,7 +55,34 @@ def _camera(text: str) -> int | str:
 LIVE_HELP = """live app (no COMMAND): the webcam drives the photo and the result is published as a virtual camera.
 keys in the --preview window: n or space re-sets the neutral pose (look straight, mouth closed);
 1-9 picks among several --source photos; p passes the webcam through; m mirrors; q or Esc quits.
-Ctrl-C also quits; a summary of fps, latency and drops is printed on exit."""
+Ctrl-C also quits; a summary of fps, latency and drops is printed on exit.
+
+provenance: every frame livefake outputs (live, render, demo) carries an invisible watermark naming
+livefake and its version ('livefake detect FILE' finds it) and a visible 'AI' badge. --no-badge hides
+the badge: you then carry the duty to tell the people who see the video that it is synthetic."""
+
+
+def _user_id(text: str) -> int:
+    if not text.isdigit() or int(text) >= 1 << 16:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 0 to 65535, got '{text}'")
+    return int(text)
+
+
+def _add_provenance_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    parser.add_argument("--no-badge", action="store_true",
+                        help="hide the visible 'AI' badge (the invisible watermark stays); you then carry the "
+                             "duty to tell viewers that the video is synthetic")
+    parser.add_argument("--badge-text", default="AI", metavar="TEXT", help="text of the badge (default AI)")
+    parser.add_argument("--mark-id", type=_user_id, default=0, metavar="N",
+                        help="a number 0-65535 of your choice carried in the invisible watermark (default 0: none)")
+
+
+def _provenance(args: argparse.Namespace) -> ProvenanceConfig:
+    from livefake.provenance import ProvenanceConfig
+
+    if not args.no_badge and not args.badge_text.strip():
+        raise LivefakeError("--badge-text is empty; give a text or use --no-badge")
+    return ProvenanceConfig(badge=not args.no_badge, badge_text=args.badge_text, user_id=args.mark_id)
 
 
 def _add_live_options(parser: argparse.ArgumentParser) -> None:
@@ -93,6 +121,7 @@ def _add_live_options(parser: argparse.ArgumentParser) -> None:
                       help="a fixed audio delay instead of the measured video latency")
     live.add_argument("--stats", type=Path, metavar="FILE.json", help="write telemetry as JSON on exit")
     live.add_argument("--seconds", dest="live_seconds", type=_seconds, metavar="N", help="stop after N seconds")
+    _add_provenance_options(live)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -118,6 +147,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--quiet", action="store_true", help="no progress bar")
         p.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "cuda", "cpu", "onnxruntime"),
                        help="generator backend (default auto: the fastest that starts here)")
+        _add_provenance_options(p)
 
     render = sub.add_parser("render", help="reenact a photo with the motion of a driving video into an MP4")
     render.add_argument("--source", required=True, type=Path, help="photo with the face to animate")
@@ -135,6 +165,11 @@ def _parser() -> argparse.ArgumentParser:
                                    "--audio-out)")
     sub.add_parser("doctor", help="report what this machine has (GPU, TensorRT, webcam, virtual camera, audio) "
                                   "and what livefake will use")
+    detect = sub.add_parser("detect", help="check an image or video for livefake's invisible watermark "
+                                           "(exit status 0: found, 1: not found)")
+    detect.add_argument("file", type=Path, help="image or video to check")
+    detect.add_argument("--json", type=Path, metavar="OUT.json", help="also write every window and frame as JSON")
+    detect.add_argument("--max-frames", type=_positive_int, metavar="N", help="read at most N frames")
     build = sub.add_parser("build-engine", help="compile the TensorRT engine ahead of the first live run")
     build.add_argument("--crop-size", type=int, choices=(256, 512), default=256, help="generator resolution")
     build.add_argument("--precision", choices=("fp16", "fp32"), default="fp16", help="engine precision")
@@ -165,6 +200,14 @@ def run(argv: list[str] | None = None) -> int:
         from livefake.doctor import print_report
 
         return print_report()
+    if args.command == "detect":
+        from livefake.detect import detect_file, write_json
+
+        found = detect_file(args.file, max_frames=args.max_frames)
+        print(found.summary())
+        if args.json:
+            write_json(found, args.json)
+        return 0 if found.marked else 1
     if args.command == "build-engine":
         from livefake.backends import default_cache_dir
         from livefake.doctor import build_engine
@@ -175,7 +218,8 @@ def run(argv: list[str] | None = None) -> int:
 
     options = RenderOptions(crop_size=args.crop_size, output_size=args.size, max_frames=args.max_frames,
                             progress=not args.quiet,
-                            reenact=ReenactConfig(full_resolution=args.full_res, backend=BackendConfig(args.backend)))
+                            reenact=ReenactConfig(full_resolution=args.full_res, backend=BackendConfig(args.backend),
+                                                  provenance=_provenance(args)))
     if args.command == "render":
         report = render_video(args.source, args.driving, args.output, options)
     else:
@@ -228,7 +272,8 @@ def run_live(args: argparse.Namespace) -> int:
             frame_source.close()
         raise
     config = LiveConfig(fps=args.fps, mirror=args.mirror,
-                        reenact=ReenactConfig(backend=BackendConfig(args.backend, args.precision)))
+                        reenact=ReenactConfig(backend=BackendConfig(args.backend, args.precision),
+                                              provenance=_provenance(args)))
     preview: LatestQueue | None = LatestQueue(1, "preview") if args.preview else None
     pipeline = LivePipeline(sources, frame_source, sinks, config, preview=preview)
     print(f"livefake: live, {len(sources)} source photo(s), {width}x{height} at {args.fps:g} fps, generator "

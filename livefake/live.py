@@ -305,7 +305,8 @@ class LivePipeline:
     def _composite(self, frame: _Frame) -> _Frame:
         if frame.plan is None or frame.crop is None:
             w, h = self.output_size
-            frame.output = fit_to_size(frame.driver, w, h)
+            frame.output = np.array(fit_to_size(frame.driver, w, h))  # a copy: the mark goes on in place
+            self.reenactors[frame.source_index].provenance.apply_(frame.output)
         else:
             frame.output = self.reenactors[frame.source_index].composite(frame.plan, frame.crop)
         if self.config.stamp:

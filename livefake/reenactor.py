@@ -21,6 +21,7 @@ from livefake.compositor import Compositor
 from livefake.generator import GeneratorInputs, image_to_tensor
 from livefake.landmarks import FaceLandmarks, LandmarkDetector
 from livefake.mouth import MouthGeometry, MouthInputs
+from livefake.provenance import Provenance, ProvenanceConfig
 from livefake.retarget import Motion, RetargetConfig, Retargeter
 from livefake.source import PreparedSource
 from livefake.warp import WarpConfig, WarpSolver
@@ -37,6 +38,8 @@ class ReenactConfig:
     # sharper where the face is larger than the crop, about 3 ms more per frame on the CPU.
     full_resolution: bool = False
     backend: BackendConfig = field(default_factory=BackendConfig)
+    # The badge and invisible watermark every output frame carries (livefake.provenance).
+    provenance: ProvenanceConfig = field(default_factory=ProvenanceConfig)
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,9 @@ class Reenactor:
         self.warp = WarpSolver(source.points, size, self.config.warp)
         self.mouth = MouthGeometry(source.points, size, patch_size=max(32, size // 4))
         self.compositor = Compositor(source, self.config.feather)
+        self.provenance = Provenance(self.config.provenance)
+        # The photo as a still output shows it, badge and mark included (drawn for this size once, now).
+        self.marked_photo = self.provenance.apply_(source.photo.copy())
         self.backend: GeneratorBackend = start_backend(size, self.config.backend)
         self._source_tensor = image_to_tensor(source.crop)
         self._source_stats = self._mouth_skin_stats(source.points, source.crop)
@@ -152,10 +158,14 @@ class Reenactor:
         return self.backend.run(self.generator_inputs(plan))
 
     def composite(self, plan: FramePlan, crop: np.ndarray) -> np.ndarray:
-        """The paste-back stage alone: the photo-sized frame with ``crop`` blended in."""
+        """The paste-back stage alone: the photo-sized frame with ``crop`` blended in, then the badge and
+        the watermark (:mod:`livefake.provenance`)."""
         if self.config.full_resolution:
-            return self.compositor.paste(crop, plan.field, plan.mouth.mask)
-        return self.compositor.paste(crop)
+            frame = self.compositor.paste(crop, plan.field, plan.mouth.mask)
+        else:
+            frame = self.compositor.paste(crop)
+        self.provenance.apply_(frame)
+        return frame
 
     def generator_inputs(self, plan: FramePlan) -> GeneratorInputs:
         """The generator's tensors for a :meth:`plan` (batch 1, float32, on the CPU)."""

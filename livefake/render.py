@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from livefake import __version__
 from livefake.errors import LivefakeError
 from livefake.prefetch import prefetch
+from livefake.provenance import file_tags
 from livefake.reenactor import FramePlan, FrameResult, ReenactConfig, Reenactor
 from livefake.scripted_motion import ScriptedDriver
 from livefake.source import PreparedSource, default_face, prepare_source
@@ -91,7 +91,7 @@ def render_video(
             total = min(total or options.max_frames, options.max_frames)
         with Reenactor(prepared, options.reenact) as reenactor, VideoWriter(
             output, w, h, reader.info.fps, audio_from=driving, crf=options.crf,
-            metadata={"comment": f"made with livefake {__version__} (face reenactment)"},
+            metadata=file_tags("face reenactment"),
         ) as writer:
             # Landmarks, retargeting and warp geometry run one stage ahead in a worker thread; the
             # generator and paste-back in this one (MediaPipe, numpy, torch and OpenCV release the GIL).
@@ -121,7 +121,7 @@ def render_demo(output: str | Path, options: RenderOptions, *, source: str | Pat
     steps = itertools.islice(driver, options.max_frames)
     with Reenactor(prepared, options.reenact) as reenactor, VideoWriter(
         output, w, h, Fraction(driver.fps),
-        metadata={"comment": f"made with livefake {__version__} (face reenactment demo)"},
+        metadata=file_tags("face reenactment demo"),
     ) as writer:
         results = ((t, reenactor.animate(face, t)) for t, face in steps)
         total = min(len(driver), options.max_frames or len(driver))

@@ -78,10 +78,12 @@ class RecordSink(Sink):
     def __init__(self, path: Path, width: int, height: int, fps: float) -> None:
         from fractions import Fraction
 
+        from livefake.provenance import file_tags
         from livefake.video_io import VideoWriter
 
         self.path = path
-        self._writer = VideoWriter(path, width, height, Fraction(fps).limit_denominator(1001))
+        self._writer = VideoWriter(path, width, height, Fraction(fps).limit_denominator(1001),
+                                   metadata=file_tags("live face reenactment"))
         self._t0: float | None = None
         self._last = -1.0
 

@@ -11,7 +11,7 @@ import itertools
 import queue
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
@@ -45,6 +45,7 @@ class VideoInfo:
     frame_count: int | None  # from the container, None when it does not say
     duration_s: float | None
     has_audio: bool
+    tags: dict[str, str] = field(default_factory=dict)  # the container's metadata (title, comment, ...)
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,8 @@ class VideoReader:
         duration = stream.duration and stream.duration * stream.time_base
         duration = duration or (self._container.duration or 0) / av.time_base
         self.info = VideoInfo(stream.width, stream.height, Fraction(stream.average_rate or stream.guessed_rate or 30),
-                              stream.frames or None, float(duration) or None, bool(streams.audio))
+                              stream.frames or None, float(duration) or None, bool(streams.audio),
+                              dict(self._container.metadata))
 
     def __iter__(self) -> Iterator[VideoFrame]:
         self._stop_thread()

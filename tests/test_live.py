@@ -24,6 +24,7 @@ from livefake.live import Control, LiveConfig, LivePipeline
 from livefake.reenactor import Reenactor
 from livefake.sinks import Sink, VirtualCameraSink, virtual_camera_help
 from livefake.source import fit_to_size
+from livefake.watermark import canonical_residual, read_mark
 
 OUTPUT = (640, 360)
 
@@ -88,7 +89,7 @@ def test_pipeline_reenacts_a_paced_clip_in_order_with_the_stamp_on_every_frame(g
     assert stats["stamp_mismatches"] == 0 and stats["frame_errors"] == 0
     assert stats["e2e_ms"]["count"] == len(set(ids))
     # The output is the photo, reenacted: far from the face it is the photo itself, and the face moves.
-    photo = pipeline.reenactors[0].source.photo
+    photo = pipeline.reenactors[0].marked_photo  # with its badge and watermark, as every output frame
     x0, y0, x1, y1 = pipeline.reenactors[0].compositor.box
     outside = np.ones(photo.shape[:2], bool)
     outside[y0:y1, x0:x1] = False
@@ -214,7 +215,7 @@ def test_face_leaving_holds_then_eases_to_the_photo_without_errors():
     stats = pipeline.telemetry.summary()
     assert stats["faces_lost"] >= 30 and stats["frame_errors"] == 0
     # 0.5 s hold + 0.8 s ease later, the output is the still photo again (its neutral pose).
-    photo = pipeline.reenactors[0].source.photo.astype(np.float32)
+    photo = pipeline.reenactors[0].marked_photo.astype(np.float32)
     assert np.abs(sink.frames[-1].astype(np.float32) - photo).mean() < 1.0
     assert np.abs(sink.frames[20].astype(np.float32) - photo).mean() > 1.0  # it was moving before
 
@@ -241,13 +242,15 @@ def test_controls_passthrough_switch_source_mirror_reset_and_quit():
         pipeline.wait(1.0)
         assert not pipeline.running
     corner = (slice(0, 40), slice(-120, None))  # background, far from either face
-    first, second = (p.photo[corner].astype(np.float32) for p in photos)
+    first, second = (r.marked_photo[corner].astype(np.float32) for r in pipeline.reenactors)
     assert np.abs(sink.frames[10][corner] - first).mean() < 1
     assert np.abs(sink.frames[n_switched - 1][corner] - second).mean() < 1
     # Pass-through shows the webcam frame itself, fitted to the output size.
     raw = cv2.cvtColor(cv2.VideoCapture(str(face_file("videos", "mouth_open.mp4"))).read()[1], cv2.COLOR_BGR2RGB)
     passed = sink.frames[n_pass - 1]
     assert passed.shape == fit_to_size(raw, *OUTPUT).shape
+    # ... carrying livefake's watermark, as every output frame does.
+    assert read_mark(canonical_residual(passed)).marked() and not read_mark(canonical_residual(raw)).marked()
     assert np.abs(passed[corner].astype(np.float32) - second).mean() > 10
 
 

@@ -54,7 +54,7 @@ def test_full_resolution_paste_agrees_with_crop_paste_and_is_sharper():
     diff = np.abs(np.array(a, np.float32) - np.array(b, np.float32)).mean()
     assert diff < 3.0  # the same motion, mouth and all
     neutral = b[0].astype(np.float32)
-    assert np.abs(neutral - src.photo).mean() < 0.3  # at rest it is the photo, pixel for pixel almost
+    assert np.abs(neutral - sharp.marked_photo).mean() < 0.3  # at rest it is the photo, pixel for pixel almost
 
     def detail(img: np.ndarray) -> float:
         x0, y0, x1, y1 = plain.compositor.box

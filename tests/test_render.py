@@ -58,11 +58,13 @@ def test_pixels_far_from_the_face_are_unchanged_and_a_still_driver_gives_a_still
     with Reenactor(src) as r:
         outs = [r.process(first, i / 30).frame for i in range(20)]
         x0, y0, x1, y1 = r.compositor.box
+        background = r.marked_photo  # the photo with its badge and watermark, as every output frame has
     outside = np.ones(src.photo.shape[:2], bool)
     outside[y0:y1, x0:x1] = False
     assert outside.mean() > 0.3
     for out in outs:
-        assert np.array_equal(out[outside], src.photo[outside])
+        assert np.array_equal(out[outside], background[outside])
+    assert 0 < np.abs(background.astype(int) - src.photo).mean() < 3  # the mark is there, and faint
     # Tracking settles within a few frames; after that a still driver gives a still output.
     assert max(np.abs(o.astype(int) - outs[5]).mean() for o in outs[5:]) < 0.15  # of 255 levels
 
