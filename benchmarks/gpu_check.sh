@@ -39,6 +39,9 @@ INPUTS=()
 [ -d .faces/inputs ] && INPUTS=(--inputs .faces/inputs)
 timeout 150 python3 benchmarks/generator.py --faces "$LIVEFAKE_FACES" "${INPUTS[@]}" --seconds 2 --json "$OUT/generator.json"
 
+section "provenance: badge and watermark on a CUDA frame"
+timeout 60 python3 benchmarks/provenance_gpu.py
+
 section "latency: live pipeline, cuda backend (paced 30 fps, then unpaced), then cpu backend unpaced"
 LAT=(--source "$LIVEFAKE_FACES/images/glasses_dim.jpg" --driving "$LIVEFAKE_FACES/videos/mouth_open.mp4")
 timeout 150 python3 benchmarks/latency.py "${LAT[@]}" --backend cuda --seconds 30 --unpaced-seconds 10 \
