@@ -93,6 +93,8 @@ class Provenance:
     def apply_(self, frame: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
         """Mark ``frame`` ((H, W, 3) uint8 RGB, C-contiguous, numpy or torch on any device) in place; return it."""
         pixels = torch.from_numpy(frame) if isinstance(frame, np.ndarray) else frame
+        if self.embedder is not None and not self.embedder.prepared(pixels.shape[0], pixels.shape[1]):
+            self.embedder.prepare(pixels.cpu().numpy())  # shaped by the picture, not by the badge
         if self.badge is not None:
             self.badge.draw_(pixels)
         if self.embedder is not None:

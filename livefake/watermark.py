@@ -42,6 +42,14 @@ SEED = 0x11FE_FA4E  # livefake's key: changing it makes every earlier mark unrea
 CB_IN_RGB = np.array([0.0, -0.344136, 1.772])  # an RGB change that moves Cb by 1 and leaves Y and Cr
 SCALES = 1 + 0.004 * np.arange(-7, 38)  # frame height / marked height: crops of up to 13 %, a small pad
 DEFAULT_PSNR_DB = 40.5
+# Shorter wavelengths of the band get more of the energy (amplitude grows as frequency ** TILT): the eye
+# sees slow colour drifts best, the codec keeps the whole band about alike.
+TILT = 1.5
+# Where the picture is flat the mark is weakest (it would show there), where it is busy the strongest:
+# the gain follows the local luma deviation (levels, over ~1/40 of the frame height) / MASK_LEVEL,
+# clipped to MASK_RANGE. Then all of it is scaled down, if need be, to the PSNR asked for.
+MASK_LEVEL = 4.0
+MASK_RANGE = (0.35, 1.6)
 
 
 def _crc8(value: int, nbits: int) -> int:
@@ -137,20 +145,34 @@ def cb_pattern(height: int, width: int, bits: np.ndarray, key: WatermarkKey | No
     u, v = key.freqs[:, 0], key.freqs[:, 1]
     r1 = int(RING[1])
     coeffs = np.zeros((r1 + 1, 2 * r1 + 1), np.complex128)
-    coeffs[v, u + r1] = np.exp(1j * key.phases_for(bits))
+    coeffs[v, u + r1] = np.exp(1j * key.phases_for(bits)) * (np.hypot(u, v) / RING[1]) ** TILT
     rows = np.exp(2j * np.pi * np.outer(ys, np.arange(r1 + 1)) / TILE)
     cols = np.exp(2j * np.pi * np.outer(np.arange(-r1, r1 + 1), xs) / TILE)
     pattern = np.real(rows @ coeffs @ cols)
     return (pattern / pattern.std()).astype(np.float32)
 
 
+def visibility_gain(reference: np.ndarray) -> np.ndarray:
+    """(H, W) float32: how strong the mark may be at each pixel of frames like ``reference`` ((H, W, 3)
+    uint8 RGB): weak on flat areas, strong on busy ones (see :data:`MASK_LEVEL`)."""
+    h, w = reference.shape[:2]
+    luma = cv2.cvtColor(np.ascontiguousarray(reference), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    small = cv2.resize(luma, (max(1, round(w * CANONICAL_HEIGHT / h)), CANONICAL_HEIGHT), interpolation=cv2.INTER_AREA)
+    mean = cv2.blur(small, (9, 9))
+    deviation = np.sqrt(np.maximum(cv2.blur(small * small, (9, 9)) - mean * mean, 0))
+    gain = cv2.GaussianBlur(np.clip(deviation / MASK_LEVEL, *MASK_RANGE), (0, 0), 4)
+    return cv2.resize(gain, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
 class Embedder:
     """Adds the mark to (H, W, 3) uint8 RGB frames, numpy arrays or torch tensors on any device, in place.
 
-    The per-channel change is fixed for a frame size, so it is kept as three uint8 tensors (what to add,
-    what to take away, and 255 minus the first) and applied with saturating uint8 arithmetic.
-    ``psnr_db``: the strength, as the PSNR of a marked frame against the unmarked one (before clipping,
-    which only lowers the change).
+    The per-channel change is fixed for a frame size: shaped once by a reference frame of that size
+    (:meth:`prepare`; by default the first frame marked at that size, for livefake the source photo,
+    which is every output frame's background), then kept as three uint8 tensors (what to add, what to
+    take away, and 255 minus the first) and applied with saturating uint8 arithmetic.
+    ``psnr_db``: the most energy the mark may have, as the PSNR of a marked frame against the unmarked
+    one (a flat frame gets less; clipping only lowers it).
     """
 
     def __init__(self, payload: Payload, psnr_db: float = DEFAULT_PSNR_DB, key: WatermarkKey | None = None) -> None:
@@ -159,23 +181,38 @@ class Embedder:
         self.key = key or livefake_key()
         self._bits = payload.to_bits()
         self._tables: dict[tuple[int, int, str], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self._references: dict[tuple[int, int], np.ndarray] = {}
 
-    def delta(self, height: int, width: int) -> np.ndarray:
-        """(H, W, 3) int16: the change made to each channel of a frame of this size."""
+    def delta(self, reference: np.ndarray) -> np.ndarray:
+        """(H, W, 3) int16: the change made to each channel of frames like ``reference``."""
+        height, width = reference.shape[:2]
         unit = cb_pattern(height, width, self._bits, self.key)[..., None] * CB_IN_RGB
         target_mse = 255.0 ** 2 / 10 ** (self.psnr_db / 10)
-        gain = math.sqrt(target_mse / float(np.mean(unit ** 2)))
-        for _ in range(4):  # rounding to whole levels changes the energy a little: correct for it
-            mse = float(np.mean(np.round(unit * gain) ** 2))
-            gain *= math.sqrt(target_mse / max(mse, 1e-9))
-        return np.round(unit * gain).astype(np.int16)
+        shaped = unit * (math.sqrt(target_mse / float(np.mean(unit ** 2))) * visibility_gain(reference))[..., None]
+        gain = 1.0
+        for _ in range(4):  # at most the PSNR asked for, rounding to whole levels included
+            mse = float(np.mean(np.round(shaped * gain) ** 2))
+            gain = min(1.0, gain * math.sqrt(target_mse / max(mse, 1e-9)))
+        return np.round(shaped * gain).astype(np.int16)
 
-    def _tables_for(self, height: int, width: int, device: torch.device) -> tuple[torch.Tensor, ...]:
-        key = (height, width, str(device))
+    def prepare(self, reference: np.ndarray) -> None:
+        """Shape the mark for frames of ``reference``'s size by ``reference`` ((H, W, 3) uint8 RGB)."""
+        height, width = reference.shape[:2]
+        self._references[(height, width)] = self.delta(reference)
+        self._tables = {k: v for k, v in self._tables.items() if k[:2] != (height, width)}
+
+    def prepared(self, height: int, width: int) -> bool:
+        return (height, width) in self._references
+
+    def _tables_for(self, pixels: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        height, width = pixels.shape[:2]
+        key = (height, width, str(pixels.device))
         if key not in self._tables:
-            delta = self.delta(height, width)
-            add = torch.from_numpy(np.clip(delta, 0, 255).astype(np.uint8)).to(device)
-            sub = torch.from_numpy(np.clip(-delta, 0, 255).astype(np.uint8)).to(device)
+            if (height, width) not in self._references:
+                self.prepare(pixels.cpu().numpy())
+            delta = self._references[(height, width)]
+            add = torch.from_numpy(np.clip(delta, 0, 255).astype(np.uint8)).to(pixels.device)
+            sub = torch.from_numpy(np.clip(-delta, 0, 255).astype(np.uint8)).to(pixels.device)
             self._tables[key] = (add, 255 - add, sub)
         return self._tables[key]
 
@@ -184,7 +221,7 @@ class Embedder:
         pixels = torch.from_numpy(frame) if isinstance(frame, np.ndarray) else frame
         if pixels.dtype != torch.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3 or not pixels.is_contiguous():
             raise ValueError(f"expected a contiguous (H, W, 3) uint8 frame, got {tuple(pixels.shape)} {pixels.dtype}")
-        add, cap, sub = self._tables_for(pixels.shape[0], pixels.shape[1], pixels.device)
+        add, cap, sub = self._tables_for(pixels)
         # clip(frame + add - sub) in uint8: min(frame, 255 - add) + add never wraps; max(x, sub) - sub neither.
         torch.minimum(pixels, cap, out=pixels)
         pixels.add_(add)
@@ -207,8 +244,8 @@ def canonical_residual(rgb: np.ndarray) -> np.ndarray:
     return cb - cv2.GaussianBlur(cb, (0, 0), 20)
 
 
-def _fold_spectrum(residual: np.ndarray, key: WatermarkKey) -> np.ndarray:
-    """Unit phasors of the key's frequencies in the tile-fold of ``residual`` (partial tiles averaged in)."""
+def _fold_spectrum(residual: np.ndarray) -> np.ndarray:
+    """(TILE, TILE) complex: the 2-D FFT of the tile-fold of ``residual`` (partial tiles averaged in)."""
     h, w = residual.shape
     ny, nx = -(-h // TILE), -(-w // TILE)
     padded = np.zeros((ny * TILE, nx * TILE), np.float32)
@@ -218,8 +255,13 @@ def _fold_spectrum(residual: np.ndarray, key: WatermarkKey) -> np.ndarray:
     count_cols = np.bincount(np.arange(w) % TILE, minlength=TILE).astype(np.float32)
     count[:] = np.outer(count_rows, count_cols)
     fold = padded.reshape(ny, TILE, nx, TILE).sum(axis=(0, 2)) / np.maximum(count, 1)
-    spectrum = np.fft.fft2(fold)[key.freqs[:, 1] % TILE, key.freqs[:, 0] % TILE]
-    return spectrum / np.maximum(np.abs(spectrum), 1e-12)
+    return np.fft.fft2(fold)
+
+
+def _phasors(spectrum: np.ndarray, key: WatermarkKey) -> np.ndarray:
+    """Unit phasors of the key's frequencies in a :func:`_fold_spectrum`."""
+    picked = spectrum[key.freqs[:, 1] % TILE, key.freqs[:, 0] % TILE]
+    return picked / np.maximum(np.abs(picked), 1e-12)
 
 
 def _sync_scores(phasors: np.ndarray, key: WatermarkKey) -> np.ndarray:
@@ -252,28 +294,42 @@ class Reading:
         return self.p_value <= alpha
 
 
+def align(residual: np.ndarray, keys: list[WatermarkKey],
+          scales: np.ndarray) -> list[tuple[float, float, int, int, np.ndarray]]:
+    """For each key, the best sync z-score over every shift and each of ``scales``, with that scale, the
+    shift (dy, dx) and the phasors there. One fold and FFT per scale serves all keys."""
+    h, w = residual.shape
+    best: list[tuple[float, float, int, int, np.ndarray] | None] = [None] * len(keys)
+    for scale in scales:
+        size = (max(TILE // 4, round(w / scale)), max(TILE // 4, round(h / scale)))
+        resized = residual if abs(scale - 1) < 1e-9 else cv2.resize(residual, size, interpolation=cv2.INTER_LINEAR)
+        spectrum = _fold_spectrum(resized)
+        for k, key in enumerate(keys):
+            phasors = _phasors(spectrum, key)
+            scores = _sync_scores(phasors, key)
+            i = int(np.argmax(scores))
+            found = best[k]
+            if found is None or scores.flat[i] > found[0]:
+                dy, dx = divmod(i, TILE)
+                best[k] = (float(scores.flat[i]), float(scale), dy, dx, phasors)
+    return [b for b in best if b is not None]
+
+
+def p_value(z: float, n_scales: int) -> float:
+    """The chance that an unmarked frame's best sync score, over every shift and ``n_scales`` scales, is at
+    least ``z`` (Bonferroni over the shifts and scales: conservative)."""
+    return min(1.0, TILE * TILE * n_scales * _normal_tail(z))
+
+
 def read_mark(residual: np.ndarray, key: WatermarkKey | None = None,
               scales: np.ndarray | None = None) -> Reading:
     """Look for the mark in a :func:`canonical_residual` (or a mean of several), at every shift and at each
     of ``scales`` (frame height over marked height; default :data:`SCALES`)."""
     key = key or livefake_key()
     scales = SCALES if scales is None else np.atleast_1d(scales)
-    h, w = residual.shape
-    best: tuple[float, float, int, int, np.ndarray] | None = None
-    for scale in scales:
-        size = (max(TILE // 4, round(w / scale)), max(TILE // 4, round(h / scale)))
-        resized = residual if abs(scale - 1) < 1e-9 else cv2.resize(residual, size, interpolation=cv2.INTER_LINEAR)
-        phasors = _fold_spectrum(resized, key)
-        scores = _sync_scores(phasors, key)
-        i = int(np.argmax(scores))
-        if best is None or scores.flat[i] > best[0]:
-            dy, dx = divmod(i, TILE)
-            best = (float(scores.flat[i]), float(scale), dy, dx, phasors)
-    assert best is not None
-    z, scale, dy, dx, phasors = best
+    z, scale, dy, dx, phasors = align(residual, [key], scales)[0]
     u, v = key.freqs[:, 0], key.freqs[:, 1]
     aligned = np.real(phasors * np.exp(-1j * key.phases) * np.exp(2j * np.pi * (u * dx + v * dy) / TILE))
     soft = np.bincount(key.bit_of, aligned[key.n_sync:], minlength=PAYLOAD_BITS)
     bits = (soft > 0).astype(np.uint8)
-    hypotheses = TILE * TILE * len(scales)
-    return Reading(z, min(1.0, hypotheses * _normal_tail(z)), scale, (dy, dx), bits, soft, Payload.from_bits(bits))
+    return Reading(z, p_value(z, len(scales)), scale, (dy, dx), bits, soft, Payload.from_bits(bits))
