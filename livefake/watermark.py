@@ -53,8 +53,9 @@ MASK_RANGE = (0.35, 1.6)
 
 
 def _crc8(value: int, nbits: int) -> int:
-    """CRC-8 (polynomial 0x07) of the ``nbits`` low bits of ``value``, most significant first."""
-    crc = 0
+    """CRC-8 (polynomial 0x07, initial value 0xFF: all-zero bits are no payload) of the ``nbits`` low bits
+    of ``value``, most significant first."""
+    crc = 0xFF
     for i in reversed(range(nbits)):
         crc ^= ((value >> i) & 1) << 7
         crc = ((crc << 1) ^ 0x07) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
@@ -294,6 +295,18 @@ class Reading:
         return self.p_value <= alpha
 
 
+def _ring_weights(aligned: np.ndarray, key: WatermarkKey) -> np.ndarray:
+    """How much to trust each frequency's phase: the sync's mean agreement in its band of frequencies
+    (codecs keep some bands better than others; a band where the sync is lost adds only noise)."""
+    radius = np.hypot(key.freqs[:, 0], key.freqs[:, 1])
+    band = np.floor((radius - RING[0]) / 2).astype(int)
+    weights = np.zeros(len(radius))
+    for b in np.unique(band):
+        sync = (band[:key.n_sync] == b)
+        weights[band == b] = max(float(aligned[:key.n_sync][sync].mean()), 0.0) if sync.any() else 0.0
+    return weights
+
+
 def align(residual: np.ndarray, keys: list[WatermarkKey],
           scales: np.ndarray) -> list[tuple[float, float, int, int, np.ndarray]]:
     """For each key, the best sync z-score over every shift and each of ``scales``, with that scale, the
@@ -330,6 +343,7 @@ def read_mark(residual: np.ndarray, key: WatermarkKey | None = None,
     z, scale, dy, dx, phasors = align(residual, [key], scales)[0]
     u, v = key.freqs[:, 0], key.freqs[:, 1]
     aligned = np.real(phasors * np.exp(-1j * key.phases) * np.exp(2j * np.pi * (u * dx + v * dy) / TILE))
-    soft = np.bincount(key.bit_of, aligned[key.n_sync:], minlength=PAYLOAD_BITS)
+    soft = np.bincount(key.bit_of, (aligned * _ring_weights(aligned, key))[key.n_sync:], minlength=PAYLOAD_BITS)
     bits = (soft > 0).astype(np.uint8)
-    return Reading(z, p_value(z, len(scales)), scale, (dy, dx), bits, soft, Payload.from_bits(bits))
+    payload = Payload.from_bits(bits) if np.any(soft != 0) else None
+    return Reading(z, p_value(z, len(scales)), scale, (dy, dx), bits, soft, payload)

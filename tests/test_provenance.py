@@ -35,6 +35,7 @@ def test_payload_round_trips_and_a_misread_bit_is_caught():
         flipped[i] ^= 1
         assert Payload.from_bits(flipped) is None
     assert str(PAYLOAD) == f"livefake {__version__}, user id 4242"
+    assert Payload.from_bits(np.zeros(40, np.uint8)) is None and Payload.from_bits(np.ones(40, np.uint8)) is None
     with pytest.raises(ValueError):
         Payload((0, 1, 0), 1 << 16)
 
@@ -142,3 +143,11 @@ def test_detect_on_real_unmarked_media_says_no_and_a_missing_file_is_one_line(tm
     assert main(["detect", str(tmp_path / "nothing.mp4")]) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "no such file" in err
+
+
+def test_help_says_who_carries_the_duty_without_the_badge(capsys):
+    for argv in (["--help"], ["render", "--help"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+        text = " ".join(capsys.readouterr().out.split())
+        assert "--no-badge" in text and "duty to tell" in text
