@@ -161,7 +161,8 @@ def main() -> None:
     for method, mark in methods.items():
         marked = {clip: mark(frames) for clip, frames in clean.items()}
         one = clean[PAIRS[0][1]][0]
-        summary[method] = {"psnr_db": psnr(sum(marked.values(), []), sum((clean[c][:len(m)] for c, m in marked.items()), [])),
+        unmarked = sum((clean[c][:len(m)] for c, m in marked.items()), [])
+        summary[method] = {"psnr_db": psnr(sum(marked.values(), []), unmarked),
                            "embed_ms_720p": embed_ms(ours.mark_ if method == "livefake" else theirs.mark, one)}
         print(f"\n{method}: PSNR {summary[method]['psnr_db']:.1f} dB, embed {summary[method]['embed_ms_720p']:.2f} ms"
               " per 720p frame")
