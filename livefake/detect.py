@@ -66,7 +66,7 @@ class DetectReport:
 
     def to_json(self) -> dict[str, object]:
         def row(r: Reading) -> dict[str, object]:
-            return {"p_value": r.p_value, "z": r.z, "marked": r.marked(ALPHA), "scale": r.scale,
+            return {"p_value": r.p_value, "z": r.z, "chi2": r.chi2, "marked": r.marked(ALPHA), "scale": r.scale,
                     "payload": None if r.payload is None else str(r.payload)}
 
         return {"path": str(self.path), "marked": self.marked, "alpha": ALPHA, "whole": row(self.whole),

@@ -12,9 +12,10 @@ How it is made, and why:
 - Half of the frequencies (the *sync*) carry fixed pseudo-random phases: they say "livefake" and fix the
   shift and the scale. The other half carry the payload's bits as a phase flip of 0 or 180 degrees.
 - The detector sees only the phase of each frequency, and each phase is random on unmarked images, so
-  the sync score has a known distribution by chance. Its p-value is that chance, times the number of
-  shifts and scales tried (Bonferroni), so it is conservative by construction; benchmarks/provenance.py
-  checks it on real unmarked video.
+  its scores have known distributions by chance: the sync's best z over every shift and scale
+  (Bonferroni), and where the sync points, the bits' agreement whatever their values (chi-square); the
+  p-value joins both (Fisher) and is conservative by construction; benchmarks/provenance.py checks it
+  on real unmarked video.
 - The pattern is fixed for a frame size, so embedding is four saturating uint8 tensor operations on the
   output frame (about 0.2 ms at 720p on one CPU core), on whatever device the frame is.
 
@@ -279,11 +280,13 @@ def _normal_tail(z: float) -> float:
 
 @dataclass(frozen=True)
 class Reading:
-    """What the detector found in one frame or window: the sync's z-score and p-value (the chance that an
-    unmarked frame scores as high at any of the shifts and scales tried), the scale and shift it found,
-    the bits read with their soft values, and the payload if its CRC holds."""
+    """What the detector found in one frame or window: the sync's z-score, the bits' agreement (chi-square,
+    40 degrees of freedom), and the p-value of both together (the chance that an unmarked frame scores as
+    high at any of the shifts and scales tried); the scale and shift it found, the bits read with their soft
+    values, and the payload if its CRC holds."""
 
     z: float
+    chi2: float
     p_value: float
     scale: float
     shift: tuple[int, int]
@@ -328,10 +331,42 @@ def align(residual: np.ndarray, keys: list[WatermarkKey],
     return [b for b in best if b is not None]
 
 
-def p_value(z: float, n_scales: int) -> float:
-    """The chance that an unmarked frame's best sync score, over every shift and ``n_scales`` scales, is at
-    least ``z`` (Bonferroni over the shifts and scales: conservative)."""
-    return min(1.0, TILE * TILE * n_scales * _normal_tail(z))
+def _chi2_tail_even(x: float, dof: int) -> float:
+    """P(chi-square with an even ``dof`` >= x), exactly: exp(-x/2) * sum_{i < dof/2} (x/2)^i / i!."""
+    half, term, total = x / 2, 1.0, 1.0
+    for i in range(1, dof // 2):
+        term *= half / i
+        total += term
+    return min(1.0, math.exp(-half) * total)
+
+
+def p_value(z: float, chi2: float, n_scales: int) -> float:
+    """The chance that an unmarked frame scores at least this high.
+
+    Two independent parts: the sync's best z over every shift and ``n_scales`` scales (Bonferroni over
+    them: conservative), and, where the sync points, each bit's agreement: the sum of its frequencies'
+    cosines is zero-mean with variance n/2 on unmarked pictures whatever the bit, so their squares add up
+    to a chi-square with 40 degrees of freedom (conservative too: a bounded sum has lighter tails). On
+    unmarked pictures the bits' frequencies are independent of the sync's, whichever shift the sync
+    picked, so Fisher's method joins the two.
+    """
+    p_sync = min(1.0, TILE * TILE * n_scales * _normal_tail(z))
+    p_bits = _chi2_tail_even(chi2, PAYLOAD_BITS)
+    fisher = -2 * (math.log(max(p_sync, 1e-300)) + math.log(max(p_bits, 1e-300)))
+    return _chi2_tail_even(fisher, 4)
+
+
+def bits_chi2(aligned: np.ndarray, key: WatermarkKey) -> float:
+    """The bits' agreement at an alignment: sum over bits of (sum of cosines)^2 / (count / 2)."""
+    sums = np.bincount(key.bit_of, aligned[key.n_sync:], minlength=PAYLOAD_BITS)
+    counts = np.bincount(key.bit_of, minlength=PAYLOAD_BITS)
+    return float(np.sum(sums ** 2 / np.maximum(counts / 2, 1e-9)))
+
+
+def aligned_cosines(phasors: np.ndarray, key: WatermarkKey, dy: int, dx: int) -> np.ndarray:
+    """Each frequency's agreement with the key's phase (bits as if all were 1) at the shift (dy, dx)."""
+    u, v = key.freqs[:, 0], key.freqs[:, 1]
+    return np.real(phasors * np.exp(-1j * key.phases) * np.exp(2j * np.pi * (u * dx + v * dy) / TILE))
 
 
 def read_mark(residual: np.ndarray, key: WatermarkKey | None = None,
@@ -341,9 +376,9 @@ def read_mark(residual: np.ndarray, key: WatermarkKey | None = None,
     key = key or livefake_key()
     scales = SCALES if scales is None else np.atleast_1d(scales)
     z, scale, dy, dx, phasors = align(residual, [key], scales)[0]
-    u, v = key.freqs[:, 0], key.freqs[:, 1]
-    aligned = np.real(phasors * np.exp(-1j * key.phases) * np.exp(2j * np.pi * (u * dx + v * dy) / TILE))
+    aligned = aligned_cosines(phasors, key, dy, dx)
+    chi2 = bits_chi2(aligned, key)
     soft = np.bincount(key.bit_of, (aligned * _ring_weights(aligned, key))[key.n_sync:], minlength=PAYLOAD_BITS)
     bits = (soft > 0).astype(np.uint8)
     payload = Payload.from_bits(bits) if np.any(soft != 0) else None
-    return Reading(z, p_value(z, len(scales)), scale, (dy, dx), bits, soft, payload)
+    return Reading(z, chi2, p_value(z, chi2, len(scales)), scale, (dy, dx), bits, soft, payload)
