@@ -39,6 +39,7 @@ TILE = 256  # the pattern repeats every TILE pixels at CANONICAL_HEIGHT (512 px 
 # the mark for its strength (shorter ones it drops, longer ones drown in the photo's own colour).
 RING = (6.0, 16.5)
 PAYLOAD_BITS = 40
+SYNC_SHARE = 0.5  # of the frequencies: the sync (finds the mark), the rest carries the bits
 SEED = 0x11FE_FA4E  # livefake's key: changing it makes every earlier mark unreadable
 CB_IN_RGB = np.array([0.0, -0.344136, 1.772])  # an RGB change that moves Cb by 1 and leaves Y and Cr
 SCALES = 1 + 0.004 * np.arange(-7, 38)  # frame height / marked height: crops of up to 13 %, a small pad
@@ -122,8 +123,9 @@ class WatermarkKey:
         n = int(r1)
         freqs = np.array([(u, v) for v in range(n + 1) for u in range(-n, n + 1)
                           if (v > 0 or u > 0) and r0 <= math.hypot(u, v) <= r1])
+        # A random deal (tried: dealing by radius so every bit spans the band read worse on the clips).
         freqs = freqs[rng.permutation(len(freqs))]
-        n_sync = len(freqs) // 2
+        n_sync = round(len(freqs) * SYNC_SHARE)
         return cls(freqs, rng.uniform(0, 2 * np.pi, len(freqs)), n_sync,
                    np.arange(len(freqs) - n_sync) % PAYLOAD_BITS)
 
