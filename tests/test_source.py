@@ -29,6 +29,20 @@ def test_landmarks_on_every_image(name):
     assert 0.1 * w < fr.interocular(face.points) < 0.9 * w
 
 
+def test_landmarks_read_from_the_wire_bytes_equal_the_slow_loop_and_odd_layouts_fall_back():
+    import mediapipe as mp
+
+    from livefake.landmarks import _normalized_points
+
+    rgb = load_rgb(face_file("images", "roll_hand.jpg"))
+    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, refine_landmarks=True) as mesh:
+        face = mesh.process(rgb).multi_face_landmarks[0]
+    slow = np.array([(p.x, p.y, p.z) for p in face.landmark], np.float32)
+    assert np.array_equal(_normalized_points(face, 478), slow)
+    face.landmark[5].visibility = 0.5  # another layout (a field more): the loop reads it, the same values
+    assert np.array_equal(_normalized_points(face, 478), slow)
+
+
 def test_mouth_measure_tells_open_from_closed():
     open_face = prepared("mouth_open.jpg").points
     closed = prepared("glasses_dim.jpg").points
