@@ -306,7 +306,7 @@ class LivePipeline:
         if frame.plan is None or frame.crop is None:
             w, h = self.output_size
             frame.output = np.array(fit_to_size(frame.driver, w, h))  # a copy: the mark goes on in place
-            self.reenactors[frame.source_index].provenance.apply_(frame.output)
+            self.reenactors[frame.source_index].provenance.apply_(frame.output, passthrough=True)
         else:
             frame.output = self.reenactors[frame.source_index].composite(frame.plan, frame.crop)
         if self.config.stamp:

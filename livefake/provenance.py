@@ -40,6 +40,8 @@ class ProvenanceConfig:
             raise ValueError(f"the user id must be a whole number from 0 to 65535, got {self.user_id}")
         if self.badge and not self.badge_text.strip():
             raise ValueError("the badge text is empty; give a text or use --no-badge")
+        if self.badge and not (self.badge_text.isascii() and self.badge_text.isprintable()):
+            raise ValueError("the badge text must be plain ASCII letters, digits and signs (the font has no others)")
 
 
 class Badge:
@@ -82,21 +84,32 @@ class Badge:
 
 
 class Provenance:
-    """The last stage of every output frame: badge (unless turned off), then the watermark."""
+    """The last stage of every output frame: badge (unless turned off), then the watermark.
+
+    The watermark's strength map is taken from the first frame of each size (for livefake's output, the
+    source photo); pass-through frames (the webcam itself) get one of their own, from the first of them.
+    Not thread-safe: each reenactor's stage is used by one thread at a time (the live pipeline's
+    composite thread, or render's main thread).
+    """
 
     def __init__(self, config: ProvenanceConfig | None = None) -> None:
         self.config = config or ProvenanceConfig()
         self.payload = Payload.for_version(__version__, self.config.user_id)
-        self.embedder = Embedder(self.payload, self.config.psnr_db) if self.config.watermark else None
         self.badge = Badge(self.config.badge_text) if self.config.badge else None
+        self._embedders = {kind: Embedder(self.payload, self.config.psnr_db)
+                           for kind in ("output", "passthrough")} if self.config.watermark else {}
 
-    def apply_(self, frame: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
-        """Mark ``frame`` ((H, W, 3) uint8 RGB, C-contiguous, numpy or torch on any device) in place; return it."""
+    def apply_(self, frame: np.ndarray | torch.Tensor, *, passthrough: bool = False) -> np.ndarray | torch.Tensor:
+        """Mark ``frame`` ((H, W, 3) uint8 RGB, C-contiguous, numpy or torch on any device) in place; return it.
+        ``passthrough``: the frame is the webcam's own, not livefake's output."""
         pixels = torch.from_numpy(frame) if isinstance(frame, np.ndarray) else frame
-        if self.embedder is not None and not self.embedder.prepared(pixels.shape[0], pixels.shape[1]):
-            self.embedder.prepare(pixels.cpu().numpy())  # shaped by the picture, not by the badge
+        if pixels.dtype != torch.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3 or not pixels.is_contiguous():
+            raise ValueError(f"expected a contiguous (H, W, 3) uint8 frame, got {tuple(pixels.shape)} {pixels.dtype}")
+        embedder = self._embedders.get("passthrough" if passthrough else "output")
+        if embedder is not None and not embedder.prepared(pixels.shape[0], pixels.shape[1]):
+            embedder.prepare(pixels.cpu().numpy())  # shaped by the picture, not by the badge
         if self.badge is not None:
             self.badge.draw_(pixels)
-        if self.embedder is not None:
-            self.embedder.mark_(pixels)
+        if embedder is not None:
+            embedder.mark_(pixels)
         return frame

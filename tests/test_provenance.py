@@ -140,7 +140,7 @@ def test_detect_on_real_unmarked_media_says_no_and_a_missing_file_is_one_line(tm
     assert "no livefake watermark found" in capsys.readouterr().out
     assert main(["detect", str(face_file("images", "roll_hand.jpg"))]) == 1
     capsys.readouterr()
-    assert main(["detect", str(tmp_path / "nothing.mp4")]) == 1
+    assert main(["detect", str(tmp_path / "nothing.mp4")]) == 2  # not "not found": it could not look
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "no such file" in err
 
@@ -151,3 +151,26 @@ def test_help_says_who_carries_the_duty_without_the_badge(capsys):
             main(argv)
         text = " ".join(capsys.readouterr().out.split())
         assert "--no-badge" in text and "duty to tell" in text
+
+
+def test_a_mirrored_frame_is_found_and_an_unmarked_read_names_no_payload():
+    photo = np.ascontiguousarray(prepared("o_mouth.jpg").photo)
+    out = marked([photo])[0]
+    found = read_mark(canonical_residual(np.ascontiguousarray(out[:, ::-1])))
+    assert found.marked() and found.mirrored and found.payload == PAYLOAD
+    assert not read_mark(canonical_residual(out), mirrored=False).mirrored
+    for frame in clip_frames("harsh_light.mp4", 40)[::8]:  # real, unmarked: no payload is ever read out
+        assert read_mark(canonical_residual(frame)).payload is None
+
+
+def test_pass_through_frames_are_marked_with_a_strength_map_of_their_own():
+    stage = Provenance(ProvenanceConfig(badge=False))
+    photo = np.ascontiguousarray(prepared("glasses_dim.jpg", output_size=(640, 480)).photo)
+    webcam = np.ascontiguousarray(cv2.resize(clip_frames("glasses.mp4", 1)[0], (640, 480)))
+    stage.apply_(photo.copy())
+    as_output = stage.apply_(webcam.copy()).astype(np.int16) - webcam
+    as_webcam = stage.apply_(webcam.copy(), passthrough=True).astype(np.int16) - webcam
+    assert not np.array_equal(as_output, as_webcam)  # shaped by the webcam picture, not by the photo
+    assert read_mark(canonical_residual(webcam + as_webcam)).marked()
+    with pytest.raises(ValueError):
+        stage.apply_(np.zeros((480, 640, 3), np.uint8)[:, ::2])  # refused before anything is drawn
