@@ -174,7 +174,7 @@ def _parser() -> argparse.ArgumentParser:
                     "1e-4 or less), for the whole file, each 1-second window and each frame, and the payload "
                     "(livefake version, --mark-id) when it reads intact. Exit status 0: found; 1: not found; "
                     "2: the file could not be read. The mark survives H.264 at video-call quality, 360p, "
-                    "JPEG, a 10 %% crop, mirroring, brightness and contrast; not a frame shrunk into a larger "
+                    "JPEG, a 10 % crop, mirroring, brightness and contrast; not a frame shrunk into a larger "
                     "picture, and not someone who sets out to remove or forge it (the key is public). Not "
                     "found does not show that a video is real.")
     detect.add_argument("file", type=Path, help="image or video to check")
