@@ -58,6 +58,7 @@ TILT = 1.5
 # clipped to MASK_RANGE. Then all of it is scaled down, if need be, to the PSNR asked for.
 MASK_LEVEL = 4.0
 MASK_RANGE = (0.35, 1.6)
+MAX_BOOST = 1.3
 
 
 def _crc8(value: int, nbits: int) -> int:
@@ -200,7 +201,20 @@ class Embedder:
         height, width = reference.shape[:2]
         unit = cb_pattern(height, width, self._bits, self.key)[..., None] * CB_IN_RGB
         target_mse = 255.0 ** 2 / 10 ** (self.psnr_db / 10)
-        shaped = unit * (math.sqrt(target_mse / float(np.mean(unit ** 2))) * visibility_gain(reference))[..., None]
+        unit *= math.sqrt(target_mse / float(np.mean(unit ** 2)))
+        local = visibility_gain(reference)
+        floor = MASK_RANGE[0]
+
+        def energy(boost: float) -> float:  # the busy part above the floor boosted, flat areas never
+            return float(np.mean(np.round(unit * (floor + (local - floor) * boost)[..., None]) ** 2))
+
+        low, high = 1.0, MAX_BOOST
+        if energy(1.0) < target_mse:  # energy to spare (a flat-heavy picture): give it to the busy parts
+            for _ in range(10):
+                middle = (low + high) / 2
+                low, high = (middle, high) if energy(middle) <= target_mse else (low, middle)
+        boost = low
+        shaped = unit * (floor + (local - floor) * boost)[..., None]
         gain = 1.0
         for _ in range(4):  # at most the PSNR asked for, rounding to whole levels included
             mse = float(np.mean(np.round(shaped * gain) ** 2))
