@@ -55,7 +55,8 @@ ALPHA = 1e-4  # a frame, window or file is called marked at a p-value of at most
 TILT = 1.5
 # Where the picture is flat the mark is weakest (it would show there), where it is busy the strongest:
 # the gain follows the local luma deviation (levels, over ~1/40 of the frame height) / MASK_LEVEL,
-# clipped to MASK_RANGE. Then all of it is scaled down, if need be, to the PSNR asked for.
+# clipped to MASK_RANGE. Then all of it is scaled down, if need be, to the PSNR asked for; where the
+# picture leaves energy to spare, what lies above the floor is scaled up, by at most MAX_BOOST.
 MASK_LEVEL = 4.0
 MASK_RANGE = (0.35, 1.6)
 MAX_BOOST = 1.3
