@@ -11,7 +11,8 @@ combinations. Each 1-second window (30 frames) is one trial:
   32 bits match (chance: 5.7e-5, the same order of false-positive rate).
 
 False positives: livefake's detector on unmarked windows (the shared clips themselves and the unmarked
-outputs, as they are and after H.264), with the real key and ``--fpr-keys`` random keys each.
+outputs, as they are, after H.264 and cropped), single frames of the clips (as they are and cropped) and
+the shared photos, with the real key and ``--fpr-keys`` random keys each.
 
     pip install --no-deps invisible-watermark==0.2.0 PyWavelets==1.8.0   # its own deps would add a 2nd OpenCV
     python benchmarks/provenance.py --json provenance.json
@@ -132,6 +133,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=60, help="frames per clip (default 60: two 1-s windows)")
     parser.add_argument("--fpr-keys", type=int, default=20, help="random keys per unmarked window (default 20)")
+    parser.add_argument("--fpr-frames", type=int, default=10,
+                        help="single frames per shared clip also tried unmarked, as they are and cropped (default 10)")
     parser.add_argument("--no-baseline", action="store_true", help="skip invisible-watermark")
     parser.add_argument("--baseline-frames", type=int, default=60,
                         help="frames per clip for invisible-watermark (default 60: it takes ~150 ms a frame)")
@@ -201,12 +204,15 @@ def main() -> None:
         for frames in (raw, clean[clip]):
             for variant in (frames, channel.h264(frames, 30, 360), channel.crop(frames, 0.1)):
                 residuals.extend(np.mean([canonical_residual(f) for f in w], axis=0) for w in windows(variant))
+        singles = raw[:: max(1, len(raw) // max(args.fpr_frames, 1))][:args.fpr_frames] if args.fpr_frames else []
+        residuals.extend(canonical_residual(f) for f in singles + channel.crop(singles, 0.1))
         residuals.append(canonical_residual(cv2.cvtColor(cv2.imread(str(FACES / "images" / photo)), cv2.COLOR_BGR2RGB)))
     fpr = false_positives(residuals, args.fpr_keys)
     print(f"\nlivefake false positives on unmarked real video: {fpr['false_positives']} of {fpr['trials']} trials "
-          f"({len(residuals)} windows and photos x {args.fpr_keys + 1} keys); smallest p {fpr['min_p']:.1e}; largest "
-          f"sync z {fpr['max_z']:.2f}; p <= 0.1 in {fpr['share_p_below_0.1']:.2%}, "
-          f"p <= 0.01 in {fpr['share_p_below_0.01']:.2%} (Bonferroni: at most 10 % and 1 %)")
+          f"({len(residuals)} windows, single frames and photos x {args.fpr_keys + 1} keys); "
+          f"smallest p {fpr['min_p']:.1e}; largest sync z {fpr['max_z']:.2f}; "
+          f"p <= 0.1 in {fpr['share_p_below_0.1']:.2%}, p <= 0.01 in {fpr['share_p_below_0.01']:.2%} "
+          "(Bonferroni: at most 10 % and 1 %)")
     if theirs is not None:
         print(f"invisible-watermark false positives: chance of >= {IW_THRESHOLD} of {IW_BITS} bits: "
               f"{sum(math.comb(IW_BITS, k) for k in range(IW_THRESHOLD, IW_BITS + 1)) / 2 ** IW_BITS:.1e}")
