@@ -10,11 +10,7 @@ import numpy as np
 import torch
 
 from livefake import __version__
-from livefake.watermark import DEFAULT_PSNR_DB, Embedder, Payload
-
-DISCLOSURE = ("livefake marks every frame it makes with an invisible watermark (check with 'livefake detect FILE') "
-              "and a visible badge; without the badge (--no-badge) you carry the duty to tell people that "
-              "the video is synthetic.")
+from livefake.watermark import DEFAULT_PSNR_DB, Embedder, Payload, frame_tensor
 
 
 def file_tags(what: str) -> dict[str, str]:
@@ -36,8 +32,7 @@ class ProvenanceConfig:
     watermark: bool = True
 
     def __post_init__(self) -> None:
-        if not 0 <= self.user_id < 1 << 16:
-            raise ValueError(f"the user id must be a whole number from 0 to 65535, got {self.user_id}")
+        Payload((0, 0, 0), self.user_id)  # raises for a user id the mark cannot carry
         if self.badge and not self.badge_text.strip():
             raise ValueError("the badge text is empty; give a text or use --no-badge")
         if self.badge and not (self.badge_text.isascii() and self.badge_text.isprintable()):
@@ -102,9 +97,7 @@ class Provenance:
     def apply_(self, frame: np.ndarray | torch.Tensor, *, passthrough: bool = False) -> np.ndarray | torch.Tensor:
         """Mark ``frame`` ((H, W, 3) uint8 RGB, C-contiguous, numpy or torch on any device) in place; return it.
         ``passthrough``: the frame is the webcam's own, not livefake's output."""
-        pixels = torch.from_numpy(frame) if isinstance(frame, np.ndarray) else frame
-        if pixels.dtype != torch.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3 or not pixels.is_contiguous():
-            raise ValueError(f"expected a contiguous (H, W, 3) uint8 frame, got {tuple(pixels.shape)} {pixels.dtype}")
+        pixels = frame_tensor(frame)  # checked before anything is drawn
         embedder = self._embedders.get("passthrough" if passthrough else "output")
         if embedder is not None and not embedder.prepared(pixels.shape[0], pixels.shape[1]):
             embedder.prepare(pixels.cpu().numpy())  # shaped by the picture, not by the badge

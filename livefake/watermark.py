@@ -178,6 +178,14 @@ def visibility_gain(reference: np.ndarray) -> np.ndarray:
     return cv2.resize(gain, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
+def frame_tensor(frame: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """``frame`` as a tensor sharing its memory, after checking it is a contiguous (H, W, 3) uint8 frame."""
+    pixels = torch.from_numpy(frame) if isinstance(frame, np.ndarray) else frame
+    if pixels.dtype != torch.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3 or not pixels.is_contiguous():
+        raise ValueError(f"expected a contiguous (H, W, 3) uint8 frame, got {tuple(pixels.shape)} {pixels.dtype}")
+    return pixels
+
+
 class Embedder:
     """Adds the mark to (H, W, 3) uint8 RGB frames, numpy arrays or torch tensors on any device, in place.
 
@@ -245,9 +253,7 @@ class Embedder:
 
     def mark_(self, frame: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
         """Mark ``frame`` ((H, W, 3) uint8 RGB, C-contiguous) in place and return it."""
-        pixels = torch.from_numpy(frame) if isinstance(frame, np.ndarray) else frame
-        if pixels.dtype != torch.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3 or not pixels.is_contiguous():
-            raise ValueError(f"expected a contiguous (H, W, 3) uint8 frame, got {tuple(pixels.shape)} {pixels.dtype}")
+        pixels = frame_tensor(frame)
         add, cap, sub = self._tables_for(pixels)
         # clip(frame + add - sub) in uint8: min(frame, 255 - add) + add never wraps; max(x, sub) - sub neither.
         torch.minimum(pixels, cap, out=pixels)
@@ -277,10 +283,7 @@ def _fold_spectrum(residual: np.ndarray) -> np.ndarray:
     ny, nx = -(-h // TILE), -(-w // TILE)
     padded = np.zeros((ny * TILE, nx * TILE), np.float32)
     padded[:h, :w] = residual
-    count = np.zeros((TILE, TILE), np.float32)
-    count_rows = np.bincount(np.arange(h) % TILE, minlength=TILE).astype(np.float32)
-    count_cols = np.bincount(np.arange(w) % TILE, minlength=TILE).astype(np.float32)
-    count[:] = np.outer(count_rows, count_cols)
+    count = np.outer(np.bincount(np.arange(h) % TILE, minlength=TILE), np.bincount(np.arange(w) % TILE, minlength=TILE))
     fold = padded.reshape(ny, TILE, nx, TILE).sum(axis=(0, 2)) / np.maximum(count, 1)
     return np.fft.fft2(fold)
 

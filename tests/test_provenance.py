@@ -116,6 +116,8 @@ def test_badge_is_drawn_in_the_corner_unless_turned_off():
     assert with_badge[corner].min(axis=2).max() > 230  # white letters
     with pytest.raises(ValueError):
         ProvenanceConfig(badge_text="  ")
+    with pytest.raises(ValueError):
+        ProvenanceConfig(user_id=1 << 16)
 
 
 def test_render_marks_tags_and_detect_finds_it(tmp_path, capsys):
