@@ -57,15 +57,16 @@ class Compositor:
         self._crop_step: tuple[int, np.ndarray, np.ndarray] | None = None
 
     def paste(self, crop: np.ndarray, field: np.ndarray | None = None,
-              mouth_mask: np.ndarray | None = None) -> np.ndarray:
+              mouth_mask: np.ndarray | None = None, shading: np.ndarray | None = None) -> np.ndarray:
         """A new (H, W, 3) uint8 frame: the photo with the generated face blended in where the face is.
 
         ``crop``: (S, S, 3) uint8 generator output. With ``field`` ((G, G, 2) float32 backward warp in
         crop unit coordinates) the face is resampled from the photo at full resolution and the crop
-        supplies only what the warp cannot, where ``mouth_mask`` ((S, S) float32) says.
+        supplies only what the warp cannot, where ``mouth_mask`` ((S, S) float32) says; ``shading``
+        ((H, H, 3) float32 gain on the source crop, as the generator takes it) lights the resampled face.
         """
         x0, y0, x1, y1 = self.box
-        placed = self._warp_photo(field, crop, mouth_mask) if field is not None else self._place(crop)
+        placed = self._warp_photo(field, crop, mouth_mask, shading) if field is not None else self._place(crop)
         frame = self.photo.copy()
         frame[y0:y1, x0:x1] = cv2.blendLinear(placed, self._background, self._weight, self._weight_photo)
         return frame
@@ -74,7 +75,8 @@ class Compositor:
         """The crop resampled into the box."""
         return cv2.warpAffine(crop, self._to_box, self._size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
-    def _warp_photo(self, field: np.ndarray, crop: np.ndarray, mouth_mask: np.ndarray | None) -> np.ndarray:
+    def _warp_photo(self, field: np.ndarray, crop: np.ndarray, mouth_mask: np.ndarray | None,
+                    shading: np.ndarray | None) -> np.ndarray:
         g = field.shape[0]
         if self._crop_step is None or self._crop_step[0] != g:
             step = (g - 1) / (self._size_px - 1)  # coarse nodes sit on the first and last pixel centres
@@ -83,6 +85,11 @@ class Compositor:
         unit = cv2.remap(field, grid_x, grid_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         photo_xy = cv2.transform(unit, self._unit_to_photo_matrix)  # (h, w, 2) photo pixels
         warped = cv2.remap(self.photo, photo_xy, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        if shading is not None and np.any(shading != 1.0):
+            g = shading.shape[0]
+            gain = cv2.remap(shading, (unit[..., 0] + 1.0) * (g / 2.0) - 0.5, (unit[..., 1] + 1.0) * (g / 2.0) - 0.5,
+                             cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            warped = np.clip(warped * gain + 0.5, 0, 255).astype(np.uint8)
         if mouth_mask is not None and mouth_mask.any():
             inside = cv2.warpAffine(mouth_mask, self._to_box, self._size, flags=cv2.INTER_LINEAR,
                                     borderMode=cv2.BORDER_CONSTANT, borderValue=0)

@@ -3,7 +3,8 @@
 A torch module with static shapes and no Python branching on data in ``forward``, so the same module
 runs on the CPU, on CUDA and as an ONNX export (opset 17: GridSample, Resize, MatMul, Pow, Where).
 The motion arrives as tensors prepared on the CPU: a coarse backward warp field (the thin-plate spline
-of :mod:`livefake.warp`), and the mouth interior (:mod:`livefake.mouth`).
+of :mod:`livefake.warp`), the mouth interior (:mod:`livefake.mouth`) and a low-resolution gain that
+carries the driver's change of light (:mod:`livefake.shading`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ class GeneratorInputs(NamedTuple):
     source (1, 3, S, S) in [0, 1]; warp_field (1, G, G, 2) backward map in [-1, 1], x then y;
     mouth_patch (1, 3, M, M) in [0, 1]; mouth_affine (1, 2, 3) crop coords to patch coords;
     mouth_mask (1, 1, S, S) in [0, 1]; patch_skin (1, 1, M, M) in [0, 1];
-    source_stats (1, 2, 3) LAB mean and std of the source's skin around the lips; recolor (1, 1) in [0, 1].
+    source_stats (1, 2, 3) LAB mean and std of the source's skin around the lips; recolor (1, 1) in [0, 1];
+    shading (1, 3, H, H) gain on the source crop, any fixed H (1 everywhere: the photo's own light).
     """
 
     source: torch.Tensor
@@ -34,6 +36,7 @@ class GeneratorInputs(NamedTuple):
     patch_skin: torch.Tensor
     source_stats: torch.Tensor
     recolor: torch.Tensor
+    shading: torch.Tensor
 
 
 def pixel_axis(size: int) -> torch.Tensor:
@@ -47,7 +50,8 @@ def reenact_crop(inputs: GeneratorInputs, axis: torch.Tensor) -> torch.Tensor:
     # contiguous() first: bilinear upsampling of a permuted (channels-last) view is 4x slower on the CPU.
     field = F.interpolate(inputs.warp_field.permute(0, 3, 1, 2).contiguous(), size=(size, size),
                           mode="bilinear", align_corners=True).permute(0, 2, 3, 1)
-    warped = F.grid_sample(inputs.source, field, mode="bilinear", padding_mode="border", align_corners=False)
+    lit = inputs.source * F.interpolate(inputs.shading, size=(size, size), mode="bilinear", align_corners=False)
+    warped = F.grid_sample(lit, field, mode="bilinear", padding_mode="border", align_corners=False)
     patch_lab = rgb_to_lab(inputs.mouth_patch)
     skin_stats = masked_lab_stats(patch_lab, inputs.patch_skin)
     matched = reinhard_transfer(patch_lab, skin_stats, inputs.source_stats)
@@ -83,9 +87,10 @@ class ReenactmentGenerator(torch.nn.Module):
         patch_skin: torch.Tensor,
         source_stats: torch.Tensor,
         recolor: torch.Tensor,
+        shading: torch.Tensor,
     ) -> torch.Tensor:
         inputs = GeneratorInputs(source, warp_field, mouth_patch, mouth_affine, mouth_mask, patch_skin,
-                                 source_stats, recolor)
+                                 source_stats, recolor, shading)
         return reenact_crop(inputs, self.axis)
 
 

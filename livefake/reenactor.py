@@ -1,6 +1,6 @@
 """The per-frame path through the stages, shared by ``render``, ``demo`` and the live app:
 
-driving frame -> landmarks -> retargeting -> warp geometry and mouth -> generator -> paste-back.
+driving frame -> landmarks -> retargeting -> warp geometry, shading and mouth -> generator -> paste-back.
 
 Each call handles one frame and never raises for a frame without a face: the retargeter holds the last
 pose, then eases back to neutral. The live app wraps the same calls in threads and queues.
@@ -23,6 +23,7 @@ from livefake.landmarks import FaceLandmarks, LandmarkDetector
 from livefake.mouth import MouthGeometry, MouthInputs
 from livefake.provenance import Provenance, ProvenanceConfig
 from livefake.retarget import Motion, RetargetConfig, Retargeter
+from livefake.shading import ShadingConfig, ShadingTransfer
 from livefake.source import PreparedSource
 from livefake.warp import WarpConfig, WarpSolver
 
@@ -33,6 +34,7 @@ class ReenactConfig:
 
     retarget: RetargetConfig = field(default_factory=RetargetConfig)
     warp: WarpConfig = field(default_factory=WarpConfig)
+    shading: ShadingConfig = field(default_factory=ShadingConfig)
     feather: float = 0.12  # paste-back feather, fraction of the crop side
     # Resample the face from the full-resolution photo through the warp instead of pasting the crop:
     # sharper where the face is larger than the crop, about 3 ms more per frame on the CPU.
@@ -46,13 +48,14 @@ class ReenactConfig:
 class FramePlan:
     """What the CPU stages decided for one frame, ready for the generator: whether the driver's face was
     found, the motion, the share of it the fold guard kept, the (G, G, 2) warp field, the mouth inputs,
-    and the stage times so far (ms)."""
+    the (H, H, 3) shading gain on the source crop, and the stage times so far (ms)."""
 
     face_found: bool
     motion: Motion
     motion_kept: float
     field: np.ndarray
     mouth: MouthInputs
+    shading: np.ndarray
     timings_ms: dict[str, float]
 
 
@@ -81,6 +84,7 @@ class Reenactor:
         self._closed = False
         self.retargeter = Retargeter(source, self.config.retarget)
         self.warp = WarpSolver(source.points, size, self.config.warp)
+        self.shading = ShadingTransfer(source.points, size, self.config.shading)
         self.mouth = MouthGeometry(source.points, size, patch_size=max(32, size // 4))
         self.compositor = Compositor(source, self.config.feather)
         self.provenance = Provenance(self.config.provenance)
@@ -135,13 +139,15 @@ class Reenactor:
         return self.retargeter.update(face, t)
 
     def geometry(self, motion: Motion, face: FaceLandmarks | None, driver_rgb: np.ndarray | None) -> FramePlan:
-        """The warp geometry and mouth inputs for a :meth:`retarget` result (any thread, any order)."""
+        """The warp geometry, shading and mouth inputs for a :meth:`retarget` result (any thread, in frame
+        order: the shading is measured against the driver's neutral frame)."""
         start = time.perf_counter()
+        shading = self.shading.gain(motion.reference_id, face, driver_rgb)
         field, kept, target = self.warp.solve(motion.target)
         # The interior is cut from this very frame, so at this frame's own (unsmoothed) landmarks.
         mouth = self.mouth.inputs(target, None if face is None else face.points, driver_rgb)
         timings = {"geometry": (time.perf_counter() - start) * 1000}
-        return FramePlan(face is not None, motion, kept, field, mouth, timings)
+        return FramePlan(face is not None, motion, kept, field, mouth, shading, timings)
 
     def render(self, plan: FramePlan) -> FrameResult:
         """Generator and paste-back for a :meth:`plan`: the output frame."""
@@ -161,7 +167,7 @@ class Reenactor:
         """The paste-back stage alone: the photo-sized frame with ``crop`` blended in, then the badge and
         the watermark (:mod:`livefake.provenance`)."""
         if self.config.full_resolution:
-            frame = self.compositor.paste(crop, plan.field, plan.mouth.mask)
+            frame = self.compositor.paste(crop, plan.field, plan.mouth.mask, plan.shading)
         else:
             frame = self.compositor.paste(crop)
         self.provenance.apply_(frame)
@@ -179,6 +185,7 @@ class Reenactor:
             patch_skin=torch.from_numpy(mouth.patch_skin)[None, None],
             source_stats=self._source_stats,
             recolor=torch.tensor([[mouth.recolor]], dtype=torch.float32),
+            shading=torch.from_numpy(plan.shading).permute(2, 0, 1)[None],
         )
 
     def reset_reference(self) -> None:

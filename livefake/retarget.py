@@ -32,10 +32,10 @@ class RetargetConfig:
     max_yaw_deg: float = 30.0
     max_pitch_deg: float = 25.0
     max_roll_deg: float = 35.0
-    max_shift: float = 0.15  # of the crop side
+    max_shift: float = 0.3  # of the crop side
     crop_margin: float = 0.1  # the face keeps this share of the crop side from its edges
-    min_scale: float = 0.7
-    max_scale: float = 1.35
+    min_scale: float = 0.55
+    max_scale: float = 1.8
     max_eye_ratio: float = 1.25  # how much wider than the source's own the eyes may open
     min_eye_ratio: float = 0.1  # a slit stays when shut, so the warp stays one-to-one
     max_gaze: float = 0.2  # iris shift inside the eye, in eye widths
@@ -55,11 +55,13 @@ class Motion:
     """Where the source's landmarks go for one frame.
 
     ``target``: (478, 3) float64 in source-crop pixels; ``pose``: clamped (yaw, pitch, roll) in degrees
-    relative to the driver's reference.
+    relative to the driver's reference; ``reference_id``: which neutral pose of the driver the motion is
+    measured from (0: none yet; a new number each time the reference is taken).
     """
 
     target: np.ndarray
     pose: tuple[float, float, float]
+    reference_id: int = 0
 
 
 def similarity_fit(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
@@ -128,6 +130,7 @@ class Retargeter:
         self._source_iod = fr.interocular(self.source_points)
         self._filter = OneEuroFilter(self.config.min_cutoff_hz, self.config.beta, self.config.d_cutoff_hz)
         self._reference: np.ndarray | None = None
+        self._reference_id = 0
         self._align: tuple[float, np.ndarray, np.ndarray] | None = None
         self._shown: np.ndarray | None = None  # driver shape (reference pixels) last shown
         self._lost_since: float | None = None
@@ -148,6 +151,7 @@ class Retargeter:
             self.reset_reference()
             return
         self._reference = other._reference.copy()
+        self._reference_id += 1
         self._align = head_pose(self.source_points, self._reference)
         self._iod = other._iod
         self._filter.reset()
@@ -160,6 +164,7 @@ class Retargeter:
         points = face.points.astype(np.float64)
         if self._reference is None:
             self._reference = points.copy()
+            self._reference_id += 1
             self._align = head_pose(self.source_points, points)
             self._iod = fr.interocular(points)
         shape = points
@@ -215,7 +220,7 @@ class Retargeter:
         centre = self.source_points[list(fr.RIGID)].mean(axis=0)
         target = centre + scale * (expressed - centre) @ rot_src.T
         target[:, :2] += move
-        return Motion(target=self._keep_inside(target), pose=(yaw, pitch, roll))
+        return Motion(target=self._keep_inside(target), pose=(yaw, pitch, roll), reference_id=self._reference_id)
 
     def _keep_inside(self, target: np.ndarray) -> np.ndarray:
         """Shrink, then shift the face back so it keeps a margin inside the crop: a face pressed against

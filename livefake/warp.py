@@ -59,6 +59,24 @@ def tps_kernel(d2: np.ndarray) -> np.ndarray:
     return d2 * np.log(np.maximum(d2, 1e-12))
 
 
+def tps_operator(centres: np.ndarray, queries: np.ndarray, stiffness: float = 1e-3) -> np.ndarray:
+    """(Q, N) float32 matrix that takes values at N fixed ``centres`` ((N, 2)) to the thin-plate spline
+    through them evaluated at ``queries`` ((Q, 2)), for splines whose centres stay while their values change
+    every frame: one solve here, then one matrix product per frame. Coordinates about unit scale."""
+    n = len(centres)
+    k = tps_kernel(np.square(centres[:, None] - centres[None]).sum(axis=-1))
+    k[np.diag_indices(n)] += stiffness
+    a = np.zeros((n + 3, n + 3))
+    a[:n, :n] = k
+    a[:n, n] = a[n, :n] = 1.0
+    a[:n, n + 1:] = centres
+    a[n + 1:, :n] = centres.T
+    solve = np.linalg.inv(a)[:, :n]  # spline coefficients from centre values
+    basis = np.hstack([tps_kernel(np.square(queries[:, None] - centres[None]).sum(axis=-1)),
+                       np.ones((len(queries), 1)), queries])
+    return (basis @ solve).astype(np.float32)
+
+
 def to_unit(points_px: np.ndarray, size: int) -> np.ndarray:
     """Crop pixels (pixel centres at integers) to grid_sample's [-1, 1] (align_corners=False)."""
     return (points_px[:, :2] + 0.5) * (2.0 / size) - 1.0

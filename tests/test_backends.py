@@ -51,7 +51,10 @@ def test_fp16_export_is_a_valid_half_precision_graph(tmp_path):
         pytest.skip(f"ONNX Runtime CPU cannot run this fp16 graph: {err}")
     got = session.run(None, {i.name: t.half().numpy() for i, t in zip(model.graph.input, inputs)})[0]
     want = TorchCPUBackend(256).run_float(inputs).numpy()
-    assert np.abs(got.astype(np.float32) - want).max() < 2e-2
+    # Half-precision sample coordinates near 1 step by 2^-11 (0.06 px at 256): a few pixels on sharp
+    # edges move by up to a few hundredths; the rest agree to rounding.
+    diff = np.abs(got.astype(np.float32) - want)
+    assert diff.max() < 4e-2 and np.quantile(diff, 0.999) < 1e-2
 
 
 def test_auto_takes_torch_on_a_cpu_machine_and_named_gpu_backends_fall_back(caplog):

@@ -54,7 +54,7 @@ def test_identity_field_reproduces_the_source():
     r, inputs = frame_inputs()
     generator = ReenactmentGenerator(r.size).eval()
     still = inputs._replace(warp_field=torch.from_numpy(r.warp.identity)[None],
-                            mouth_mask=torch.zeros_like(inputs.mouth_mask))
+                            mouth_mask=torch.zeros_like(inputs.mouth_mask), shading=torch.ones_like(inputs.shading))
     with torch.inference_mode():
         out = generator(*still)
     assert (out - inputs.source).abs().max() < 1e-4

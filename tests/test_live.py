@@ -214,10 +214,13 @@ def test_face_leaving_holds_then_eases_to_the_photo_without_errors():
         pipeline.wait(3.0)
     stats = pipeline.telemetry.summary()
     assert stats["faces_lost"] >= 30 and stats["frame_errors"] == 0
-    # 0.5 s hold + 0.8 s ease later, the output is the still photo again (its neutral pose).
-    photo = pipeline.reenactors[0].marked_photo.astype(np.float32)
-    assert np.abs(sink.frames[-1].astype(np.float32) - photo).mean() < 1.0
-    assert np.abs(sink.frames[20].astype(np.float32) - photo).mean() > 1.0  # it was moving before
+    # 0.5 s hold + 0.8 s ease later, the output is the photo's neutral pose again: what a fresh
+    # reenactor shows before any driver (the photo through the crop and back).
+    used = pipeline.reenactors[0]
+    with Reenactor(used.source, used.config) as fresh:
+        neutral = fresh.animate(None, 0.0).frame.astype(np.float32)
+    assert np.abs(sink.frames[-1].astype(np.float32) - neutral).mean() < 0.5
+    assert np.abs(sink.frames[20].astype(np.float32) - neutral).mean() > 1.0  # it was moving before
 
 
 def test_controls_passthrough_switch_source_mirror_reset_and_quit():
