@@ -79,3 +79,33 @@ def down_axis(points: np.ndarray) -> np.ndarray:
     """Unit vector (2,) pointing down the face, from between the outer eye corners to the lips."""
     down = points[list(LIPS_OUTER), :2].mean(axis=0) - points[[33, 263], :2].mean(axis=0)
     return down / max(float(np.linalg.norm(down)), 1e-9)
+
+
+
+def inner_lip_gaps(points: np.ndarray) -> np.ndarray:
+    """(9,) opening of each inner lip pair, corner to corner, along the face's downward axis (points' units)."""
+    down = down_axis(points)
+    upper = points[[p[0] for p in LIPS_INNER_PAIRS], :2]
+    lower = points[[p[1] for p in LIPS_INNER_PAIRS], :2]
+    return (lower - upper) @ down
+
+
+def lip_weights(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) shares of a mouth's opening or shutting that each landmark follows, lower and upper.
+
+    Lower: 0 from the upper inner lip up, 1 from the lower inner lip down around the chin, fading towards
+    the jaw's corners (the jaw turns about the ears). Upper: 1 on the upper lip, fading to 0 at the nose's
+    base, 0 below the mouth. The mouth corners, between the lips, follow half of each.
+    """
+    down = down_axis(points)
+    right = np.array([-down[1], down[0]])
+    iod = max(interocular(points), 1e-9)
+    centre = points[list(LIPS_INNER), :2].mean(axis=0)
+    along = (points[:, :2] - centre) @ down
+    upper = float(along[[p[0] for p in LIPS_INNER_PAIRS]].mean())
+    lower = float(along[[p[1] for p in LIPS_INNER_PAIRS]].mean())
+    nose = float(along[2])  # the nose's base, above the upper lip
+    across = np.clip(1.0 - np.square((points[:, :2] - centre) @ right / iod), 0.0, 1.0)
+    jaw = np.clip((along - upper) / max(lower - upper, 1e-3 * iod), 0.0, 1.0)
+    lip = np.clip((along - nose) / max(upper - nose, 1e-3 * iod), 0.0, 1.0) * (1.0 - jaw)
+    return jaw * across, lip * across

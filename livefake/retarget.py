@@ -64,6 +64,9 @@ class Motion:
     reference_id: int = 0
 
 
+_JAW_SHARE = 0.7  # of a mouth's shutting done by the jaw; the upper lip does the rest
+
+
 def similarity_fit(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
     """Least-squares ``dst ≈ s R src + t`` (Umeyama 1991) for (N, 3) point sets; proper rotation."""
     mu_s, mu_d = src.mean(axis=0), dst.mean(axis=0)
@@ -128,6 +131,8 @@ class Retargeter:
         self._crop_rotation = source.transform.matrix[:, :2] / source.transform.scale
         self._crop_size = source.transform.size
         self._source_iod = fr.interocular(self.source_points)
+        self._lip_weights = fr.lip_weights(self.source_points)
+        self._closing = np.zeros_like(self.source_points)
         self._filter = OneEuroFilter(self.config.min_cutoff_hz, self.config.beta, self.config.d_cutoff_hz)
         self._reference: np.ndarray | None = None
         self._reference_id = 0
@@ -154,6 +159,7 @@ class Retargeter:
         self._reference_id += 1
         self._align = head_pose(self.source_points, self._reference)
         self._iod = other._iod
+        self._closing = self._mouth_closing()
         self._filter.reset()
         self._shown = None
 
@@ -167,6 +173,7 @@ class Retargeter:
             self._reference_id += 1
             self._align = head_pose(self.source_points, points)
             self._iod = fr.interocular(points)
+            self._closing = self._mouth_closing()
         shape = points
         if self.config.smoothing:
             shape = self._filter(points / self._iod, t) * self._iod
@@ -202,7 +209,7 @@ class Retargeter:
         unposed = (shape - mu) @ rot / scale + mu_ref
         expression = unposed - ref
         a_scale, a_rot, _ = self._align
-        expressed = self.source_points + a_scale * expression @ a_rot.T
+        expressed = self.source_points + self._closing + a_scale * expression @ a_rot.T
         self._retarget_lids(expressed, unposed)
         self._retarget_gaze(expressed, unposed)
         self._keep_lips_apart(expressed)
@@ -221,6 +228,33 @@ class Retargeter:
         target = centre + scale * (expressed - centre) @ rot_src.T
         target[:, :2] += move
         return Motion(target=self._keep_inside(target), pose=(yaw, pitch, roll), reference_id=self._reference_id)
+
+    def _mouth_closing(self) -> np.ndarray:
+        """(478, 3) shift that shuts the photo's mouth as far as the driver's neutral one is shut.
+
+        Motion is relative: a photo with its mouth open would stay open while the driver rests, and open
+        into tall shapes as they speak (o_mouth.jpg: mouth correlation 0.25). So the jaw is first raised by
+        how much wider the photo's lips part than the driver's neutral lips (in the photo's scale); the
+        driver's opening then opens it from there."""
+        assert self._reference is not None and self._align is not None
+        src = self.source_points
+        # Only a wide-open mouth: lips a little apart (a smile that shows the teeth) stay as the photo has them.
+        wide = _smoothstep((fr.mouth_openness(src) - 0.15) / 0.1)
+        excess = wide * np.maximum(fr.inner_lip_gaps(src) - self._align[0] * fr.inner_lip_gaps(self._reference), 0.0)
+        if not excess.any():
+            return np.zeros_like(src)
+        # The jaw does most of the shutting, the upper lip the rest. Each point shuts by the excess of the lip
+        # pair across from it (interpolated along the mouth): an O shuts more in the middle than at the
+        # corners, and points one above the other move alike (a lip rolled in shows its landmarks crossed).
+        down2 = fr.down_axis(src)
+        across = src[:, :2] @ np.array([-down2[1], down2[0]])
+        pairs = np.array(fr.LIPS_INNER_PAIRS)
+        at = 0.5 * (across[pairs[:, 0]] + across[pairs[:, 1]])
+        order = np.argsort(at)
+        amount = np.interp(across, at[order], excess[order])
+        lower, upper = self._lip_weights
+        shift = amount * (-_JAW_SHARE * lower + (1.0 - _JAW_SHARE) * upper)
+        return shift[:, None] * np.r_[down2, 0.0][None, :]
 
     def _keep_inside(self, target: np.ndarray) -> np.ndarray:
         """Shrink, then shift the face back so it keeps a margin inside the crop: a face pressed against

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from scipy.spatial import Delaunay
 
@@ -151,6 +152,12 @@ class WarpSolver:
         irises = {fr.RIGHT_IRIS[0], fr.LEFT_IRIS[0]}  # the iris slides across the eye: its triangles may squash
         spans = np.array([(bool(set(t) & upper) and bool(set(t) & lower)) or bool(set(t) & irises)
                           for t in names.tolist()])
+        # ... and those lying across an opening the photo shows open (an open mouth's Delaunay triangles
+        # join the upper lip to points on the lower one that are no lip pair's).
+        centroids = pts[tri].mean(axis=1).astype(np.float32)
+        for contour in (fr.LIPS_INNER, fr.RIGHT_EYE, fr.LEFT_EYE):
+            outline = self._src_unit[list(contour)].astype(np.float32)
+            spans |= np.array([cv2.pointPolygonTest(outline, (float(x), float(y)), False) > 0 for x, y in centroids])
         tri = tri[~spans]
         tri = tri[np.abs(_signed_areas(pts, tri)) > 1e-7]
         return tri, _signed_areas(pts, tri)

@@ -63,6 +63,23 @@ def test_mouth_expression_follows_the_driver():
     assert 0.8 < ratio < 1.25
 
 
+def test_a_photo_with_its_mouth_open_shuts_while_the_driver_rests_and_opens_with_them():
+    """o_mouth.jpg shows a wide "O": motion is relative, so without care the mouth would stay open while
+    the driver's is shut and open into tall shapes as they speak."""
+    src = prepared("o_mouth.jpg")
+    lms = clip_landmarks("mouth_open.mp4")
+    r = Retargeter(src, RetargetConfig(smoothing=False))
+    gaps = np.array([fr.inner_lip_gaps(r.update(_face(p), i / 30).target).mean() for i, p in enumerate(lms)])
+    driver = np.array([fr.mouth_openness(p) for p in lms])
+    photo = fr.inner_lip_gaps(src.points).mean()
+    assert gaps[0] < 0.2 * photo  # shut at the driver's neutral (a hair's gap is kept)
+    assert gaps[int(np.argmax(driver))] > 0.8 * photo  # open as wide as the photo at the driver's widest
+    assert np.corrcoef(driver, gaps)[0, 1] > 0.98
+    # Lips a little apart (the astronaut's smile shows her teeth) are left as they are.
+    smile = prepared("astronaut.png")
+    np.testing.assert_allclose(Retargeter(smile).update(_face(lms[0]), 0.0).target, smile.points, atol=1e-6)
+
+
 def test_roll_is_transferred_and_clamped():
     src = prepared("astronaut.png")
     neutral = clip_landmarks("mouth_open.mp4", 5)[0].astype(np.float64)
