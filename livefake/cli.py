@@ -86,6 +86,11 @@ def _provenance(args: argparse.Namespace) -> ProvenanceConfig:
         raise LivefakeError(f"--badge-text: {err}") from None
 
 
+def _add_shading_option(group: argparse._ActionsContainer) -> None:
+    group.add_argument("--no-shading", action="store_true",
+                       help="keep the photo's own light instead of carrying the driver's changes of light onto it")
+
+
 def _add_live_options(parser: argparse.ArgumentParser) -> None:
     live = parser.add_argument_group("live app (no COMMAND)")
     live.add_argument("--source", dest="live_sources", type=Path, action="append", metavar="PHOTO",
@@ -96,6 +101,7 @@ def _add_live_options(parser: argparse.ArgumentParser) -> None:
                       help="resolution asked of the webcam (default 640x480)")
     live.add_argument("--driving", dest="live_driving", type=Path, metavar="FILE",
                       help="play this video as the webcam, at its own frame rate, looping")
+    _add_shading_option(live)
     live.add_argument("--unpaced", action="store_true",
                       help="with --driving: as fast as the pipeline takes frames (throughput measurements)")
     live.add_argument("--size", dest="live_size", type=_size, default=(1280, 720), metavar="WxH",
@@ -145,6 +151,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--full-res", action="store_true",
                        help="resample the face from the full-resolution photo through the warp instead of pasting "
                             "the crop back: sharper when the face is larger than the crop, slower on the CPU")
+        _add_shading_option(p)
         p.add_argument("--quiet", action="store_true", help="no progress bar")
         p.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "cuda", "cpu", "onnxruntime"),
                        help="generator backend (default auto: the fastest that starts here)")
@@ -190,6 +197,7 @@ def run(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run the command; returns the exit code. Raises :class:`LivefakeError`."""
     from livefake.reenactor import ReenactConfig
     from livefake.render import RenderOptions, render_demo, render_video
+    from livefake.shading import ShadingConfig
 
     args = _parser().parse_args(argv)
     if args.command is None:
@@ -233,6 +241,7 @@ def run(argv: list[str] | None = None) -> int:
     options = RenderOptions(crop_size=args.crop_size, output_size=args.size, max_frames=args.max_frames,
                             progress=not args.quiet,
                             reenact=ReenactConfig(full_resolution=args.full_res, backend=BackendConfig(args.backend),
+                                                  shading=ShadingConfig(enabled=not args.no_shading),
                                                   provenance=_provenance(args)))
     if args.command == "render":
         report = render_video(args.source, args.driving, args.output, options)
@@ -251,6 +260,7 @@ def run_live(args: argparse.Namespace) -> int:
     from livefake.frame_queue import LatestQueue
     from livefake.live import LiveConfig, LivePipeline, check_display, prepare_sources, run_preview
     from livefake.reenactor import ReenactConfig
+    from livefake.shading import ShadingConfig
     from livefake.sinks import RecordSink, Sink, VirtualCameraSink
 
     photos = args.live_sources or [None]
@@ -287,6 +297,7 @@ def run_live(args: argparse.Namespace) -> int:
         raise
     config = LiveConfig(fps=args.fps, mirror=args.mirror,
                         reenact=ReenactConfig(backend=BackendConfig(args.backend, args.precision),
+                                              shading=ShadingConfig(enabled=not args.no_shading),
                                               provenance=_provenance(args)))
     preview: LatestQueue | None = LatestQueue(1, "preview") if args.preview else None
     pipeline = LivePipeline(sources, frame_source, sinks, config, preview=preview)
