@@ -6,6 +6,7 @@ the clip's first frame): PSNR and SSIM inside the face against the real frames, 
 Writes a JSON file, a Markdown table, and a montage PNG per clip into benchmarks/out/ (ignored by git).
 
     python benchmarks/quality.py [--photos astronaut.png glasses_dim.jpg] [--clips ...] [--max-frames N]
+                                 [--self-only] [--unmarked]
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from skimage.metrics import structural_similarity
 
 from livefake import face_regions as fr
 from livefake.landmarks import LandmarkDetector
-from livefake.reenactor import Reenactor
+from livefake.provenance import ProvenanceConfig
+from livefake.reenactor import ReenactConfig, Reenactor
 from livefake.retarget import euler_from_rotation, head_pose
 from livefake.source import prepare_source
 from livefake.video_io import VideoReader
@@ -76,8 +78,9 @@ def psnr_ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> tuple[float, fl
     return psnr, float(ssim_map.mean(axis=2)[mask].mean())
 
 
-def reenact(source, frames: list[np.ndarray], fps: float, crop_size: int) -> list[np.ndarray]:
-    with Reenactor(source) as r:
+def reenact(source, frames: list[np.ndarray], fps: float, crop_size: int, marked: bool = True) -> list[np.ndarray]:
+    config = ReenactConfig() if marked else ReenactConfig(provenance=ProvenanceConfig(badge=False, watermark=False))
+    with Reenactor(source, config) as r:
         return [r.process(f, i / fps).frame for i, f in enumerate(frames)]
 
 
@@ -102,6 +105,9 @@ def main() -> None:
     ap.add_argument("--crop-size", type=int, default=256)
     ap.add_argument("--json", type=Path, default=OUT / "quality.json")
     ap.add_argument("--summary-only", action="store_true", help="only summarise an earlier run's --json")
+    ap.add_argument("--self-only", action="store_true", help="only self-reenactment (no other photos)")
+    ap.add_argument("--unmarked", action="store_true",
+                    help="without the badge and watermark (what they cost the scores; every output has them)")
     args = ap.parse_args()
     if args.summary_only:
         summarize_file(args.json)
@@ -115,10 +121,10 @@ def main() -> None:
         drv, _ = signals(frames)
         ranges = {k: float(np.nanmax(v) - np.nanmin(v)) for k, v in drv.items()}
         outputs = []
-        for photo in args.photos:
+        for photo in [] if args.self_only else args.photos:
             t0 = time.perf_counter()
             source = prepare_source(FACES / "images" / photo, crop_size=args.crop_size)
-            out = reenact(source, frames, fps, args.crop_size)
+            out = reenact(source, frames, fps, args.crop_size, marked=not args.unmarked)
             outputs.append(out)
             got, rate = signals(out)
             row = {"clip": clip, "photo": photo, "frames": len(frames), "detect_rate": rate,
@@ -132,7 +138,7 @@ def main() -> None:
             print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
         # Self-reenactment: the clip's first frame animated by the clip itself.
         first = prepare_source(frames[0], crop_size=args.crop_size, name=f"{clip} frame 0")
-        out = reenact(first, frames, fps, args.crop_size)
+        out = reenact(first, frames, fps, args.crop_size, marked=not args.unmarked)
         outputs.append(out)
         scores, static = [], []
         with LandmarkDetector(video=True) as det:

@@ -5,7 +5,7 @@ the sun moves across their face, the photo would stay as lit as it was. Here the
 back into the geometry of its neutral frame through the landmark spline, and the blurred frame over the
 blurred neutral frame, per colour channel, is how the light changed: an expression ratio image (Liu, Shan
 and Zhang, SIGGRAPH 2001), kept low-pass so that the driver's own skin and features do not come across.
-It is measured on a small crop of the driver (128 px), carried onto the source crop through the spline
+It is measured on a small crop of the driver (64 px), carried onto the source crop through the spline
 between the two neutral faces' landmarks, and enters the generator as a (3, 64, 64) gain on the source.
 
 Dense optical flow between the same two images (to carry the motion the landmarks miss) was tried beside
@@ -37,7 +37,7 @@ class ShadingConfig:
     ``max_gain``]; ``fade``: the share of the last gain's change kept per frame while the face is lost."""
 
     enabled: bool = True
-    resolution: int = 128
+    resolution: int = 64
     grid: int = 64
     blur: float = 0.04
     min_gain: float = 0.5
