@@ -66,19 +66,25 @@ def tps_kernel(d2: np.ndarray) -> np.ndarray:
     return d2 * np.log(np.maximum(d2, 1e-12))
 
 
+def tps_system(centres: np.ndarray, stiffness: float | np.ndarray) -> np.ndarray:
+    """The (N+3, N+3) thin-plate spline system of (N, 2) ``centres``: the kernel with ``stiffness`` (one
+    value, or one per centre) on its diagonal, bordered by the affine part."""
+    n = len(centres)
+    sq = (centres**2).sum(axis=1)
+    a = np.zeros((n + 3, n + 3))
+    a[:n, :n] = tps_kernel(np.maximum(sq[:, None] + sq[None, :] - 2.0 * centres @ centres.T, 0.0))
+    a[np.arange(n), np.arange(n)] += stiffness
+    a[:n, n] = a[n, :n] = 1.0
+    a[:n, n + 1:] = centres
+    a[n + 1:, :n] = centres.T
+    return a
+
+
 def tps_operator(centres: np.ndarray, queries: np.ndarray, stiffness: float = 1e-3) -> np.ndarray:
     """(Q, N) float32 matrix that takes values at N fixed ``centres`` ((N, 2)) to the thin-plate spline
     through them evaluated at ``queries`` ((Q, 2)), for splines whose centres stay while their values change
     every frame: one solve here, then one matrix product per frame. Coordinates about unit scale."""
-    n = len(centres)
-    k = tps_kernel(np.square(centres[:, None] - centres[None]).sum(axis=-1))
-    k[np.diag_indices(n)] += stiffness
-    a = np.zeros((n + 3, n + 3))
-    a[:n, :n] = k
-    a[:n, n] = a[n, :n] = 1.0
-    a[:n, n + 1:] = centres
-    a[n + 1:, :n] = centres.T
-    solve = np.linalg.inv(a)[:, :n]  # spline coefficients from centre values
+    solve = np.linalg.inv(tps_system(centres, stiffness))[:, : len(centres)]  # coefficients from centre values
     basis = np.hstack([tps_kernel(np.square(queries[:, None] - centres[None]).sum(axis=-1)),
                        np.ones((len(queries), 1)), queries])
     return (basis @ solve).astype(np.float32)
@@ -227,17 +233,10 @@ class WarpSolver:
     def field(self, centres: np.ndarray, values: np.ndarray, stiffness: float | None = None) -> np.ndarray:
         """Solve the spline through (centres -> values) and sample it: (G, G, 2) float32."""
         n = len(centres)
-        sq = (centres**2).sum(axis=1)
-        k = tps_kernel(np.maximum(sq[:, None] + sq[None, :] - 2.0 * centres @ centres.T, 0.0))
         # Smoothing (stiffness) applies to the face's landmarks; the ring and border anchors stay exact.
         diag = np.full(n, self.config.stiffness)
         diag[: len(CONTROL_LANDMARKS) + len(_OPENING_PAIRS)] = self.config.stiffness if stiffness is None else stiffness
-        k[np.diag_indices(n)] += diag
-        a = np.zeros((n + 3, n + 3))
-        a[:n, :n] = k
-        a[:n, n] = a[n, :n] = 1.0
-        a[:n, n + 1:] = centres
-        a[n + 1:, :n] = centres.T
+        a = tps_system(centres, diag)
         rhs = np.zeros((n + 3, 2))
         rhs[:n] = values
         coef = np.linalg.solve(a, rhs).astype(np.float32)
