@@ -90,6 +90,13 @@ def inner_lip_gaps(points: np.ndarray) -> np.ndarray:
     return (lower - upper) @ down
 
 
+def wide_open_mouth(points: np.ndarray) -> float:
+    """0..1: how surely a face's mouth is wide open (0 below 0.15 of the eye distance, as in a smile that
+    shows the teeth; 1 from 0.25, a yawn or an "O")."""
+    x = float(np.clip((mouth_openness(points) - 0.15) / 0.1, 0.0, 1.0))
+    return x * x * (3.0 - 2.0 * x)
+
+
 def lip_weights(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(N,) shares of a mouth's opening or shutting that each landmark follows, lower and upper.
 

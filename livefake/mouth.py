@@ -86,13 +86,24 @@ def _builtin_inner_lips() -> np.ndarray:
     return np.stack([0.6 * np.cos(angles), -0.35 * np.sin(angles)], axis=1)
 
 
+def fill_open_mouth(crop: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """``crop`` with its open mouth (inside the inner lips) filled from the lips around it (OpenCV's
+    Telea inpainting). A photo whose wide-open mouth the retargeter shuts is warped from this: the coarse
+    field cannot squeeze the opening to a line, and what is left of it then shows lip, not a dark band."""
+    mask = np.zeros(crop.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(points[_INNER_WITH_CORNERS, :2]).astype(np.int32)], 255)
+    mask = cv2.dilate(mask, np.ones((3, 3), np.uint8))
+    return cv2.inpaint(crop, mask, max(3.0, 0.02 * crop.shape[0]), cv2.INPAINT_TELEA)
+
+
 class MouthGeometry:
     """Builds :class:`MouthInputs` for one source. ``patch_size``: side of the driver patch."""
 
-    def __init__(self, source_points: np.ndarray, crop_size: int, patch_size: int) -> None:
+    def __init__(self, source_points: np.ndarray, crop_size: int, patch_size: int, shut: bool = False) -> None:
         self.crop_size = crop_size
         self.patch_size = patch_size
-        self.source_gap = inner_gap(source_points)
+        # ``shut``: the photo's open mouth is filled (fill_open_mouth), so any opening needs an interior.
+        self.source_gap = 0.0 if shut else inner_gap(source_points)
         self.iod = fr.interocular(source_points)
         self._builtin = builtin_interior(patch_size)
         self._builtin_lips = _builtin_inner_lips()

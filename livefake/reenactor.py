@@ -15,12 +15,13 @@ from types import TracebackType
 import numpy as np
 import torch
 
+from livefake import face_regions as fr
 from livefake.backends import BackendConfig, GeneratorBackend, start_backend
 from livefake.color import masked_lab_stats, rgb_to_lab
 from livefake.compositor import Compositor
 from livefake.generator import GeneratorInputs, image_to_tensor
 from livefake.landmarks import FaceLandmarks, LandmarkDetector
-from livefake.mouth import MouthGeometry, MouthInputs
+from livefake.mouth import MouthGeometry, MouthInputs, fill_open_mouth
 from livefake.provenance import Provenance, ProvenanceConfig
 from livefake.retarget import Motion, RetargetConfig, Retargeter
 from livefake.shading import ShadingConfig, ShadingTransfer
@@ -85,13 +86,16 @@ class Reenactor:
         self.retargeter = Retargeter(source, self.config.retarget)
         self.warp = WarpSolver(source.points, size, self.config.warp)
         self.shading = ShadingTransfer(source.points, size, self.config.shading)
-        self.mouth = MouthGeometry(source.points, size, patch_size=max(32, size // 4))
+        # A wide-open photo mouth is shut by the retargeter; the generator then warps a crop whose opening is
+        # filled with lip, and every opening of the target gets the driver's interior.
+        shut = fr.wide_open_mouth(source.points) > 0.5
+        self.mouth = MouthGeometry(source.points, size, patch_size=max(32, size // 4), shut=shut)
         self.compositor = Compositor(source, self.config.feather)
         self.provenance = Provenance(self.config.provenance)
         # The photo as a still output shows it, badge and mark included (drawn for this size once, now).
         self.marked_photo = self.provenance.apply_(source.photo.copy())
         self.backend: GeneratorBackend = start_backend(size, self.config.backend)
-        self._source_tensor = image_to_tensor(source.crop)
+        self._source_tensor = image_to_tensor(fill_open_mouth(source.crop, source.points) if shut else source.crop)
         self._source_stats = self._mouth_skin_stats(source.points, source.crop)
 
     def _mouth_skin_stats(self, points: np.ndarray, crop: np.ndarray) -> torch.Tensor:

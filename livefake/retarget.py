@@ -239,8 +239,8 @@ class Retargeter:
         assert self._reference is not None and self._align is not None
         src = self.source_points
         # Only a wide-open mouth: lips a little apart (a smile that shows the teeth) stay as the photo has them.
-        wide = _smoothstep((fr.mouth_openness(src) - 0.15) / 0.1)
-        excess = wide * np.maximum(fr.inner_lip_gaps(src) - self._align[0] * fr.inner_lip_gaps(self._reference), 0.0)
+        wider = fr.inner_lip_gaps(src) - self._align[0] * fr.inner_lip_gaps(self._reference)
+        excess = fr.wide_open_mouth(src) * np.maximum(wider, 0.0)
         if not excess.any():
             return np.zeros_like(src)
         # The jaw does most of the shutting, the upper lip the rest. Each point shuts by the excess of the lip

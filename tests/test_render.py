@@ -164,3 +164,25 @@ def test_bad_numbers_are_refused_by_the_parser(argv, capsys):
         main(argv)
     assert exit_info.value.code == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_wide_open_photo_mouth_shows_lips_not_a_dark_hole_while_the_driver_rests():
+    """o_mouth.jpg's "O" is shut at the driver's neutral; the field cannot squeeze the opening to a line,
+    so it is filled with lip first: the shut mouth's middle is about as light as the lips."""
+    src = prepared("o_mouth.jpg")
+    driver = clip_frames("mouth_open.mp4", 5)
+    with Reenactor(src) as r:
+        for i, frame in enumerate(driver):
+            res = r.process(frame, i / 30)
+    gray_out = res.crop.astype(np.float32).mean(axis=2)
+    gray_src = src.crop.astype(np.float32).mean(axis=2)
+
+    def patch(gray: np.ndarray, points: np.ndarray, index: int) -> float:
+        x, y = np.round(points[index, :2]).astype(int)
+        return float(gray[y - 2 : y + 3, x - 2 : x + 3].mean())
+
+    hole = 0.5 * (src.points[13] + src.points[14])  # the middle of the photo's opening
+    lips = patch(gray_src, src.points, 0)  # upper lip, outer edge
+    assert patch(gray_src, hole[None], 0) < 0.8 * lips  # the photo's mouth is darker than its lips ...
+    shut = 0.5 * (res.motion.target[13] + res.motion.target[14])
+    assert patch(gray_out, shut[None], 0) > 0.85 * lips  # ... the rest pose's is lip (0.66 unfilled)
