@@ -81,7 +81,6 @@ def down_axis(points: np.ndarray) -> np.ndarray:
     return down / max(float(np.linalg.norm(down)), 1e-9)
 
 
-
 def inner_lip_gaps(points: np.ndarray) -> np.ndarray:
     """(9,) opening of each inner lip pair, corner to corner, along the face's downward axis (points' units)."""
     down = down_axis(points)

@@ -17,8 +17,6 @@ from livefake import face_regions as fr
 from livefake.source import square_view
 from livefake.warp import to_unit
 
-_UPPER_INNER = [p[0] for p in fr.LIPS_INNER_PAIRS]
-_LOWER_INNER = [p[1] for p in fr.LIPS_INNER_PAIRS]
 _INNER_WITH_CORNERS = list(fr.LIPS_INNER)
 
 
@@ -38,12 +36,6 @@ class MouthInputs:
     mask: np.ndarray
     patch_skin: np.ndarray
     recolor: float
-
-
-def inner_gap(points: np.ndarray) -> float:
-    """Mean opening between the inner lips along the face's downward axis, in the points' units."""
-    down = fr.down_axis(points)
-    return float(((points[_LOWER_INNER, :2] - points[_UPPER_INNER, :2]) @ down).mean())
 
 
 def fit_affine(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -103,7 +95,7 @@ class MouthGeometry:
         self.crop_size = crop_size
         self.patch_size = patch_size
         # ``shut``: the photo's open mouth is filled (fill_open_mouth), so any opening needs an interior.
-        self.source_gap = 0.0 if shut else inner_gap(source_points)
+        self.source_gap = 0.0 if shut else float(fr.inner_lip_gaps(source_points).mean())
         self.iod = fr.interocular(source_points)
         self._builtin = builtin_interior(patch_size)
         self._builtin_lips = _builtin_inner_lips()
@@ -113,7 +105,7 @@ class MouthGeometry:
 
     def opening(self, target: np.ndarray) -> float:
         """0..1: how much wider the target's mouth is than the source's (1 at 6 % of the eye distance)."""
-        excess = (inner_gap(target) - self.source_gap) / (0.06 * self.iod)
+        excess = (float(fr.inner_lip_gaps(target).mean()) - self.source_gap) / (0.06 * self.iod)
         x = float(np.clip(excess, 0.0, 1.0))
         return x * x * (3 - 2 * x)
 

@@ -128,7 +128,9 @@ class WarpSolver:
         self.grid_size = self.config.grid_size or min(80, max(8, size * 5 // 16))
         self.source_points = source_points.astype(np.float64)
         self._src_unit = to_unit(self.source_points, size)
-        self._smoothing_scale = (fr.interocular(self._src_unit) / _TUNED_INTEROCULAR) ** 2
+        # Exact first, then smoother, each scaled to the face's size in the crop (see _TUNED_INTEROCULAR).
+        scale = (fr.interocular(self._src_unit) / _TUNED_INTEROCULAR) ** 2
+        self._levels = tuple(x * scale for x in (self.config.stiffness, 1e-3, 1e-2, 4e-2))
         n = self.config.anchors_per_side
         edge = np.linspace(-1.0, 1.0, n + 1)[:-1]
         self._anchors = np.concatenate([
@@ -264,7 +266,7 @@ class WarpSolver:
         # every 4th frame: about one solve a frame instead of two in such a run (1e-3 smoothing differs
         # from the exact spline by a fraction of a pixel, so lingering there a few frames does not show).
         controls = self.controls(target)
-        levels = tuple(x * self._smoothing_scale for x in (self.config.stiffness, 1e-3, 1e-2, 4e-2))
+        levels = self._levels
         self._frames += 1
         for level in range(max(self._level - (self._frames % 4 == 0), 0), len(levels)):
             field = self.field(*controls, stiffness=levels[level])
