@@ -1,8 +1,9 @@
 """Quality of reenactment on the shared clips, judged by MediaPipe on driver and output alike.
 
-For every clip x photo: correlation of mouth opening, eye opening, yaw, pitch and roll between driver
-and output; the mouth amplitude ratio; the output's face-detection rate; and self-reenactment (source =
-the clip's first frame): PSNR and SSIM inside the face against the real frames, beside the static photo.
+For every clip x photo: correlation of mouth opening, eye opening, gaze (the irises' place along the
+eyes), yaw, pitch and roll between driver and output; the mouth amplitude ratio; the output's
+face-detection rate; and self-reenactment (source = the clip's first frame): PSNR and SSIM inside the
+face against the real frames, beside the static photo.
 Writes a JSON file, a Markdown table, and a montage PNG per clip into benchmarks/out/ (ignored by git).
 
     python benchmarks/quality.py [--photos astronaut.png glasses_dim.jpg] [--clips ...] [--max-frames N]
@@ -37,23 +38,23 @@ FACES = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
 OUT = Path(__file__).resolve().parent / "out"
 CLIPS = ["mouth_open.mp4", "rotation.mp4", "harsh_light.mp4", "glasses.mp4", "talking.mp4"]
 PHOTOS = ["astronaut.png", "glasses_dim.jpg", "o_mouth.jpg"]
-SIGNALS = ("mouth", "eyes", "yaw", "pitch", "roll")
+SIGNALS = ("mouth", "eyes", "gaze", "yaw", "pitch", "roll")
 
 
 def signals(frames: list[np.ndarray]) -> tuple[dict[str, np.ndarray], float]:
-    """Per-frame mouth, eyes, yaw, pitch, roll (NaN where no face) and the detection rate."""
+    """Per-frame mouth, eyes, gaze, yaw, pitch, roll (NaN where no face) and the detection rate."""
     rows = []
     ref = None
     with LandmarkDetector(video=True) as det:
         for rgb in frames:
             face = det.detect(rgb)
             if face is None:
-                rows.append([np.nan] * 5)
+                rows.append([np.nan] * len(SIGNALS))
                 continue
             p = face.points.astype(np.float64)
             ref = p if ref is None else ref
             _, rot, _ = head_pose(p, ref)
-            rows.append([fr.mouth_openness(p), fr.eye_openness(p), *euler_from_rotation(rot)])
+            rows.append([fr.mouth_openness(p), fr.eye_openness(p), fr.gaze(p), *euler_from_rotation(rot)])
     a = np.array(rows)
     return {k: a[:, i] for i, k in enumerate(SIGNALS)}, float(np.mean(~np.isnan(a[:, 0])))
 
@@ -172,8 +173,8 @@ def summarize(rows: list[dict]) -> None:
     """Means over clips, for all photos and for those whose mouth is not already wide open (relative
     motion keeps an open mouth open; a photo's own opening below 0.2 of the eye distance counts),
     counting each correlation only where the driver moves enough for it to mean something (eyes: lid
-    range >= 0.15; angles: >= 5 degrees)."""
-    gates = {"eyes": 0.15, "yaw": 5.0, "pitch": 5.0, "roll": 5.0, "mouth": 0.0}
+    range >= 0.15; gaze: >= 0.1 eye widths; angles: >= 5 degrees)."""
+    gates = {"eyes": 0.15, "gaze": 0.1, "yaw": 5.0, "pitch": 5.0, "roll": 5.0, "mouth": 0.0}
     every = [r for r in rows if r["photo"] != "self"]
     groups = {"all photos": every, "photos without a wide-open mouth": [r for r in every if r["photo_mouth"] < 0.2]}
     print("\nmetric | " + " | ".join(groups) + " |")

@@ -63,6 +63,22 @@ def eye_openness(points: np.ndarray) -> float:
     )
 
 
+def iris_offset(points: np.ndarray, iris_centre: int, corners: tuple[int, int]) -> np.ndarray:
+    """(2,) an iris centre's place in its eye, in eye widths from the middle of the corner line: along the
+    line (towards the second corner) and across it."""
+    a, b = points[corners[0], :2], points[corners[1], :2]
+    axis = b - a
+    width2 = max(float(axis @ axis), 1e-9)
+    rel = points[iris_centre, :2] - 0.5 * (a + b)
+    return np.array([rel @ axis, rel @ np.array([-axis[1], axis[0]])]) / width2
+
+
+def gaze(points: np.ndarray) -> float:
+    """Where both irises sit along their eyes, in eye widths (positive: towards the image's right)."""
+    return 0.5 * float(iris_offset(points, RIGHT_IRIS[0], RIGHT_EYE_CORNERS)[0]
+                       + iris_offset(points, LEFT_IRIS[0], LEFT_EYE_CORNERS)[0])
+
+
 def interocular(points: np.ndarray) -> float:
     """Distance between the outer eye corners, the face's unit of length here."""
     return float(np.linalg.norm(points[33, :2] - points[263, :2]))
