@@ -2,7 +2,7 @@
 
 Given the generator's warp field, the face is resampled from the full-resolution photo instead: the
 field is composed with the crop transform, so a face larger than the crop keeps all its detail, and
-only the mouth interior comes from the crop.
+only the mouth interior and the eyes come from the crop.
 """
 
 from __future__ import annotations
@@ -57,16 +57,17 @@ class Compositor:
         self._crop_step: tuple[int, np.ndarray, np.ndarray] | None = None
 
     def paste(self, crop: np.ndarray, field: np.ndarray | None = None,
-              mouth_mask: np.ndarray | None = None, shading: np.ndarray | None = None) -> np.ndarray:
+              crop_mask: np.ndarray | None = None, shading: np.ndarray | None = None) -> np.ndarray:
         """A new (H, W, 3) uint8 frame: the photo with the generated face blended in where the face is.
 
         ``crop``: (S, S, 3) uint8 generator output. With ``field`` ((G, G, 2) float32 backward warp in
         crop unit coordinates) the face is resampled from the photo at full resolution and the crop
-        supplies only what the warp cannot, where ``mouth_mask`` ((S, S) float32) says; ``shading``
-        ((H, H, 3) float32 gain on the source crop, as the generator takes it) lights the resampled face.
+        supplies only what the warp cannot (mouth interior, eyes), where ``crop_mask`` ((S, S) float32)
+        says; ``shading`` ((H, H, 3) float32 gain on the source crop, as the generator takes it) lights the
+        resampled face.
         """
         x0, y0, x1, y1 = self.box
-        placed = self._warp_photo(field, crop, mouth_mask, shading) if field is not None else self._place(crop)
+        placed = self._warp_photo(field, crop, crop_mask, shading) if field is not None else self._place(crop)
         frame = self.photo.copy()
         frame[y0:y1, x0:x1] = cv2.blendLinear(placed, self._background, self._weight, self._weight_photo)
         return frame
@@ -75,7 +76,7 @@ class Compositor:
         """The crop resampled into the box."""
         return cv2.warpAffine(crop, self._to_box, self._size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
-    def _warp_photo(self, field: np.ndarray, crop: np.ndarray, mouth_mask: np.ndarray | None,
+    def _warp_photo(self, field: np.ndarray, crop: np.ndarray, crop_mask: np.ndarray | None,
                     shading: np.ndarray | None) -> np.ndarray:
         g = field.shape[0]
         if self._crop_step is None or self._crop_step[0] != g:
@@ -90,8 +91,8 @@ class Compositor:
             gain = cv2.remap(shading, (unit[..., 0] + 1.0) * (g / 2.0) - 0.5, (unit[..., 1] + 1.0) * (g / 2.0) - 0.5,
                              cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             warped = np.clip(warped * gain + 0.5, 0, 255).astype(np.uint8)
-        if mouth_mask is not None and mouth_mask.any():
-            inside = cv2.warpAffine(mouth_mask, self._to_box, self._size, flags=cv2.INTER_LINEAR,
+        if crop_mask is not None and crop_mask.any():
+            inside = cv2.warpAffine(crop_mask, self._to_box, self._size, flags=cv2.INTER_LINEAR,
                                     borderMode=cv2.BORDER_CONSTANT, borderValue=0)
             warped = cv2.blendLinear(self._place(crop), warped, inside, 1.0 - inside)
         return warped

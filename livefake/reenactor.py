@@ -1,6 +1,6 @@
 """The per-frame path through the stages, shared by ``render``, ``demo`` and the live app:
 
-driving frame -> landmarks -> retargeting -> warp geometry, shading and mouth -> generator -> paste-back.
+driving frame -> landmarks -> retargeting -> warp geometry, shading, mouth and eyes -> generator -> paste-back.
 
 Each call handles one frame and never raises for a frame without a face: the retargeter holds the last
 pose, then eases back to neutral. The live app wraps the same calls in threads and queues.
@@ -19,6 +19,7 @@ from livefake import face_regions as fr
 from livefake.backends import BackendConfig, GeneratorBackend, start_backend
 from livefake.color import masked_lab_stats, rgb_to_lab
 from livefake.compositor import Compositor
+from livefake.eyes import EyeLayers
 from livefake.generator import GeneratorInputs, image_to_tensor
 from livefake.landmarks import FaceLandmarks, LandmarkDetector
 from livefake.mouth import MouthGeometry, MouthInputs, fill_open_mouth
@@ -48,15 +49,19 @@ class ReenactConfig:
 @dataclass(frozen=True)
 class FramePlan:
     """What the CPU stages decided for one frame, ready for the generator: whether the driver's face was
-    found, the motion, the share of it the fold guard kept, the (G, G, 2) warp field, the mouth inputs,
-    the (H, H, 3) shading gain on the source crop, and the stage times so far (ms)."""
+    found, the motion, the share of it the fold guard kept, the (G, G, 2) warp field, the source crop with
+    the irises where this frame's gaze puts them ((3, S, S) float32), the mouth inputs, the (H, H, 3) shading
+    gain on the source crop, the target's eye openings (for the full-resolution paste only, else None) and
+    the stage times so far (ms)."""
 
     face_found: bool
     motion: Motion
     motion_kept: float
     field: np.ndarray
+    source: np.ndarray
     mouth: MouthInputs
     shading: np.ndarray
+    eye_mask: np.ndarray | None
     timings_ms: dict[str, float]
 
 
@@ -95,7 +100,10 @@ class Reenactor:
         # The photo as a still output shows it, badge and mark included (drawn for this size once, now).
         self.marked_photo = self.provenance.apply_(source.photo.copy())
         self.backend: GeneratorBackend = start_backend(size, self.config.backend)
-        self._source_tensor = image_to_tensor(fill_open_mouth(source.crop, source.points) if shut else source.crop)
+        # The eyes' layers: every frame, the irises are laid into the eyeball where the gaze puts them.
+        self.eyes = EyeLayers(fill_open_mouth(source.crop, source.points) if shut else source.crop, source.points,
+                              patch_size=max(16, size // 8))
+        self._source_tensor: tuple[np.ndarray | None, torch.Tensor | None] = (None, None)
         self._source_stats = self._mouth_skin_stats(source.points, source.crop)
 
     def _mouth_skin_stats(self, points: np.ndarray, crop: np.ndarray) -> torch.Tensor:
@@ -150,8 +158,10 @@ class Reenactor:
         field, kept, target = self.warp.solve(motion.target)
         # The interior is cut from this very frame, so at this frame's own (unsmoothed) landmarks.
         mouth = self.mouth.inputs(target, None if face is None else face.points, driver_rgb)
+        source = self.eyes.place(target, field)
+        eye_mask = self.eyes.openings(target) if self.config.full_resolution else None
         timings = {"geometry": (time.perf_counter() - start) * 1000}
-        return FramePlan(face is not None, motion, kept, field, mouth, shading, timings)
+        return FramePlan(face is not None, motion, kept, field, source, mouth, shading, eye_mask, timings)
 
     def render(self, plan: FramePlan) -> FrameResult:
         """Generator and paste-back for a :meth:`plan`: the output frame."""
@@ -171,7 +181,8 @@ class Reenactor:
         """The paste-back stage alone: the photo-sized frame with ``crop`` blended in, then the badge and
         the watermark (:mod:`livefake.provenance`)."""
         if self.config.full_resolution:
-            frame = self.compositor.paste(crop, plan.field, plan.mouth.mask, plan.shading)
+            inside = plan.mouth.mask if plan.eye_mask is None else np.maximum(plan.mouth.mask, plan.eye_mask)
+            frame = self.compositor.paste(crop, plan.field, inside, plan.shading)
         else:
             frame = self.compositor.paste(crop)
         self.provenance.apply_(frame)
@@ -180,8 +191,14 @@ class Reenactor:
     def generator_inputs(self, plan: FramePlan) -> GeneratorInputs:
         """The generator's tensors for a :meth:`plan` (batch 1, float32, on the CPU)."""
         mouth = plan.mouth
+        # The same source array as the last frame's (the gaze did not move) gives the same tensor, which a
+        # GPU backend then does not upload again.
+        if self._source_tensor[0] is not plan.source:
+            self._source_tensor = (plan.source, torch.from_numpy(plan.source)[None])
+        source = self._source_tensor[1]
+        assert source is not None
         return GeneratorInputs(
-            source=self._source_tensor,
+            source=source,
             warp_field=torch.from_numpy(plan.field)[None],
             mouth_patch=image_to_tensor(mouth.patch),
             mouth_affine=torch.from_numpy(mouth.affine)[None],

@@ -27,10 +27,12 @@ _CHEEKS_AND_CHIN = (
 _NEAR_CORNERS = {
     246, 7, 161, 163, 157, 154, 173, 155, 466, 249, 388, 390, 384, 381, 398, 382, 191, 95, 80, 88, 310, 318, 415, 324,
 }
-# Landmarks that steer the spline: contours of face, eyes, brows, lips and nose, plus cheeks and chin.
+# Landmarks that steer the spline: contours of face, eyes, brows, lips and nose, plus cheeks and chin. Not
+# the irises: the eye layers draw them (livefake.eyes); as spline centres they moved the iris a little
+# and the lids with it.
 CONTROL_LANDMARKS: tuple[int, ...] = tuple(sorted(set(
     fr.FACE_OVAL + fr.LIPS_OUTER + fr.LIPS_INNER + fr.RIGHT_EYE + fr.LEFT_EYE + fr.RIGHT_BROW
-    + fr.LEFT_BROW + fr.NOSE + fr.RIGID + _CHEEKS_AND_CHIN + (fr.RIGHT_IRIS[0], fr.LEFT_IRIS[0])
+    + fr.LEFT_BROW + fr.NOSE + fr.RIGID + _CHEEKS_AND_CHIN
 ) - _NEAR_CORNERS))
 # The spline's smoothing levels were tuned on crops where the outer eye corners sit 0.57 apart in [-1, 1]
 # coordinates (a 1.25 crop margin). Smoothing acts in proportion to the square of the face's size there, so
@@ -95,6 +97,24 @@ def to_unit(points_px: np.ndarray, size: int) -> np.ndarray:
     return (points_px[:, :2] + 0.5) * (2.0 / size) - 1.0
 
 
+def field_points(field: np.ndarray, size: int, points_px: np.ndarray) -> np.ndarray:
+    """Where a coarse backward field ((G, G, 2), nodes from the first to the last pixel centre of a
+    ``size`` crop, values in [-1, 1]) takes the crop pixels ``points_px`` ((N, 2)): (N, 2) crop pixels."""
+    nodes = (points_px * ((field.shape[0] - 1) / (size - 1))).astype(np.float32)
+    values = cv2.remap(field, nodes[:, 0:1], nodes[:, 1:2], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return (values[:, 0].astype(np.float64) + 1.0) * (size / 2.0) - 0.5  # unit back to crop pixels
+
+
+def field_affine(field: np.ndarray, size: int, point_px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where a coarse backward field (as :func:`field_points`) takes the crop pixel ``point_px`` ((2,)), and
+    its (2, 2) Jacobian there (central differences one node apart)."""
+    step = (size - 1) / (field.shape[0] - 1)
+    probes = point_px[None, :] + step * np.array([[0, 0], [1, 0], [-1, 0], [0, 1], [0, -1]], np.float64)
+    px = field_points(field, size, probes)
+    jacobian = np.stack([px[1] - px[2], px[3] - px[4]], axis=1) / (2.0 * step)
+    return px[0], jacobian
+
+
 def _signed_areas(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
     """Signed area of each (3,) index triangle of (N, 2) points (positive counter-clockwise in x-right,
     y-down coordinates is clockwise on screen; only the sign relative to the source matters)."""
@@ -157,16 +177,14 @@ class WarpSolver:
 
     def _face_mesh(self) -> tuple[np.ndarray, np.ndarray]:
         """Triangles over the control landmarks (indices into CONTROL_LANDMARKS) and their source areas,
-        leaving out those that span the mouth or an eye opening (those may close) or hold an iris."""
+        leaving out those that span the mouth or an eye opening (those may close)."""
         idx = list(CONTROL_LANDMARKS)
         pts = self._src_unit[idx]
         tri = Delaunay(pts).simplices
         upper = {p[0] for p in fr.LIPS_INNER_PAIRS + fr.RIGHT_EYE_LID_PAIRS + fr.LEFT_EYE_LID_PAIRS}
         lower = {p[1] for p in fr.LIPS_INNER_PAIRS + fr.RIGHT_EYE_LID_PAIRS + fr.LEFT_EYE_LID_PAIRS}
         names = np.array(idx)[tri]
-        irises = {fr.RIGHT_IRIS[0], fr.LEFT_IRIS[0]}  # the iris slides across the eye: its triangles may squash
-        spans = np.array([(bool(set(t) & upper) and bool(set(t) & lower)) or bool(set(t) & irises)
-                          for t in names.tolist()])
+        spans = np.array([bool(set(t) & upper) and bool(set(t) & lower) for t in names.tolist()])
         # ... and those lying across an opening the photo shows open (an open mouth's Delaunay triangles
         # join the upper lip to points on the lower one that are no lip pair's).
         centroids = pts[tri].mean(axis=1).astype(np.float32)

@@ -1,0 +1,253 @@
+"""Eyes: the eyeball under the lids, drawn apart from the warp.
+
+The warp opens and shuts the lids, but it hardly moves an iris (on talking.mp4 the output's gaze followed
+the driver's at a correlation of 0.48-0.56), and an eye it opens wider stretches the iris into an upright
+oval. So each eye of the photo is split, once, into two layers:
+
+- the eyeball with its iris painted out: the white filled in row by row from either side of the iris;
+- the iris alone, as a small patch with a round alpha; what the lids hide of it is filled from what
+  shows at the same distance from its centre (an iris is about the same all the way round).
+
+Every frame each iris is laid into the eyeball layer where the warp will show it at the target's iris
+(the retargeted gaze), drawn through the warp's local affine there, inverted, so that it comes out
+round and at the head's scale however wide the eye opens; the photo's own lids cut it, and the warp
+lays those onto the target's. A blink asks the warp to squeeze the opening to a slit, which the spline,
+smoothed where it would fold, does only in part: the lids are slid over the opening by what it left.
+The result is the source crop the generator warps, so the generator is unchanged and the work is a few
+small CPU resamplings (an iris is a few pixels across in a 256 crop). An eye the photo shows (nearly)
+shut, or whose iris it hides, keeps its pixels, as before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from livefake import face_regions as fr
+from livefake.mouth import fit_affine, polygon_mask
+from livefake.source import square_view
+from livefake.warp import field_affine, field_points
+
+EYES = ((fr.RIGHT_EYE, fr.RIGHT_IRIS, fr.RIGHT_EYE_LID_PAIRS, fr.RIGHT_EYE_CORNERS),
+        (fr.LEFT_EYE, fr.LEFT_IRIS, fr.LEFT_EYE_LID_PAIRS, fr.LEFT_EYE_CORNERS))
+IRIS_SPAN = 1.8  # the iris patch reaches this many iris radii from the centre, each way
+_RIM = 0.75  # crop pixels beyond the iris's landmark radius that go with it (its rim, a blended pixel)
+_RINGS = 6  # the hidden part of the iris is filled ring by ring from what shows of each ring
+_MIN_LID_GAP = 0.12  # of the eye's width: an eye open less than this in the photo keeps its warped pixels
+_MIN_IRIS_SHOWN = 0.25  # of the iris disc, or the eye keeps its warped pixels
+
+
+def iris_circle(points: np.ndarray, iris: tuple[int, ...]) -> tuple[np.ndarray, float]:
+    """Centre (2,) and radius of an iris from its five landmarks (centre first, then four on its rim)."""
+    centre = points[iris[0], :2].astype(np.float64)
+    radius = float(np.linalg.norm(points[list(iris[1:]), :2] - centre, axis=1).mean())
+    return centre, radius
+
+
+def _inside(polygon: np.ndarray, size: int) -> np.ndarray:
+    """(size, size) bool: the pixels whose centres lie inside ``polygon`` ((N, 2+) pixels)."""
+    mask = np.zeros((size, size), np.uint8)
+    shift = 4
+    cv2.fillPoly(mask, [np.round(polygon[:, :2] * (1 << shift)).astype(np.int32)], 1, shift=shift)
+    return mask.astype(bool)
+
+
+def complete_iris(patch: np.ndarray, visible: np.ndarray, radius_px: float, edge_px: float) -> np.ndarray | None:
+    """(P, P, 4) uint8 RGBA iris from a (P, P, 3) patch centred on it and the (P, P) bool pixels of it the
+    lids leave visible: opaque out to ``radius_px``, fading over ``edge_px`` beyond (patch pixels); what
+    the lids hide is filled ring by ring from what shows of each ring. ``None`` when too little shows."""
+    p = patch.shape[0]
+    centres = np.arange(p) + 0.5 - p / 2.0
+    yy, xx = np.meshgrid(centres, centres, indexing="ij")
+    d = np.hypot(xx, yy) / radius_px
+    disc = d < 1.0
+    shown = visible & disc
+    if shown.sum() < _MIN_IRIS_SHOWN * disc.sum():
+        return None
+    out = patch.astype(np.float32)
+    ring = np.minimum((d * _RINGS).astype(int), _RINGS)
+    overall = out[shown].mean(axis=0)
+    hidden = ~visible & (d < 1.0 + edge_px / radius_px)
+    for k in range(_RINGS + 1):
+        seen = shown & (ring == k) if k < _RINGS else visible & (ring == k)
+        colour = out[seen].mean(axis=0) if seen.sum() >= 3 else overall
+        out[hidden & (ring == k)] = colour
+    alpha = np.clip(1.0 - (d - 1.0) * radius_px / edge_px, 0.0, 1.0)
+    rgba = np.concatenate([out, 255.0 * alpha[..., None]], axis=-1)
+    return np.clip(rgba + 0.5, 0, 255).astype(np.uint8)
+
+
+def paint_out_iris(crop: np.ndarray, inside: np.ndarray, centre: np.ndarray, reach: float) -> bool:
+    """Replace, in place, what lies within ``reach`` pixels of ``centre`` (the iris, its rim and a pixel
+    blended with it) inside the eye's opening ``inside`` ((S, S) bool) of ``crop`` ((S, S, 3) uint8) by
+    the white of the eye: each row by the line between the white just left and just right of it, a row
+    with none beside it by the white's colour. False (nothing changed) where no white shows at all."""
+    size = crop.shape[0]
+    ys, xs = np.nonzero(inside)
+    near = np.hypot(xs - centre[0], ys - centre[1]) <= reach
+    white = crop[ys[~near], xs[~near]].astype(np.float64)
+    if len(white) < 4:
+        return False
+    # The white is the brighter part of what shows beside the iris (the rest: lashes, shadow, corners).
+    luma = white @ np.array([0.299, 0.587, 0.114])
+    sclera = white[luma >= np.median(luma)].mean(axis=0)
+    fill = {}
+    for y in np.unique(ys[near]):
+        cols = xs[near & (ys == y)]
+        xl, xr = int(cols.min()), int(cols.max())
+        left = [x for x in (xl - 1, xl - 2) if x >= 0 and inside[y, x]]
+        right = [x for x in (xr + 1, xr + 2) if x < size and inside[y, x]]
+        a = crop[y, left].mean(axis=0) if left else sclera
+        b = crop[y, right].mean(axis=0) if right else sclera
+        t = ((np.arange(xl, xr + 1) - xl + 1) / (xr - xl + 2))[:, None]
+        fill[y] = (xl, (1 - t) * a + t * b)
+    for y, (xl, row) in fill.items():
+        cols = np.arange(xl, xl + len(row))
+        keep = inside[y, cols] & (np.hypot(cols - centre[0], y - centre[1]) <= reach)
+        crop[y, xl:xl + len(row)][keep] = np.clip(row[keep] + 0.5, 0, 255).astype(np.uint8)
+    return True
+
+
+@dataclass(frozen=True)
+class CoveredEye:
+    """One eye the layers cover: its index (0 right, 1 left), iris patch (P, P, 4) and iris landmarks in
+    the patch's pixels, the window of the crop it works in (top, left; reaching an opening's height above
+    and below the opening), the opening inside that window ((h, w) float32), and its lid points (corner,
+    paired lid points, corner) in crop pixels, upper and lower."""
+
+    index: int
+    iris: np.ndarray
+    iris_px: np.ndarray
+    top: int
+    left: int
+    opening: np.ndarray
+    upper: np.ndarray
+    lower: np.ndarray
+
+
+class EyeLayers:
+    """The photo's eyes split into eyeball and iris layers (see the module's doc), for one source crop.
+
+    ``crop``: (S, S, 3) uint8; ``points``: (478, 3) landmarks in crop pixels; ``patch_size``: side of each
+    iris patch. ``eyeball``: the crop with the irises painted out; ``eyes``: the eyes the layers cover;
+    ``shown``: whether they cover the right and the left eye.
+    """
+
+    def __init__(self, crop: np.ndarray, points: np.ndarray, patch_size: int = 32) -> None:
+        size = crop.shape[0]
+        self.size = size
+        self.eyeball = crop.copy()
+        self.eyes: list[CoveredEye] = []
+        for k, (contour, iris, pairs, corners) in enumerate(EYES):
+            centre, radius = iris_circle(points, iris)
+            if radius < 1.0 or fr.lid_gap_ratio(points, pairs, corners) < _MIN_LID_GAP:
+                continue
+            view = square_view(centre, 0.0, 2.0 * IRIS_SPAN * radius, patch_size)
+            # What shows of the iris: inside the lids' contour, drawn at the patch's finer scale.
+            visible = _inside(view.apply(points[list(contour), :2]), patch_size)
+            reach = radius + _RIM
+            rgba = complete_iris(view.cut(crop), visible, reach * view.scale, view.scale)
+            opening = _inside(points[list(contour)], size)
+            if rgba is None or not paint_out_iris(self.eyeball, opening, centre, reach):
+                continue
+            upper = points[[corners[0], *(p[0] for p in pairs), corners[1]], :2].astype(np.float64)
+            lower = points[[corners[0], *(p[1] for p in pairs), corners[1]], :2].astype(np.float64)
+            ys, xs = np.nonzero(opening)
+            reach_y = int(np.ceil(ys.max() - ys.min())) + 2
+            y0, y1 = max(int(ys.min()) - reach_y, 0), min(int(ys.max()) + 1 + reach_y, size)
+            x0, x1 = int(xs.min()), int(xs.max()) + 1
+            self.eyes.append(CoveredEye(k, rgba.astype(np.float32) / 255.0, view.apply(points[list(iris), :2]), y0, x0,
+                                   opening[y0:y1, x0:x1].astype(np.float32), upper, lower))
+        self.shown = (any(e.index == 0 for e in self.eyes), any(e.index == 1 for e in self.eyes))
+        self._eyeball = np.ascontiguousarray(self.eyeball.transpose(2, 0, 1), dtype=np.float32) / 255.0
+        self._last: tuple[np.ndarray, np.ndarray] | None = None
+
+    def place(self, target: np.ndarray, field: np.ndarray) -> np.ndarray:
+        """The source crop for this frame, (3, S, S) float32 in [0, 1]: the eyeball layer with each iris laid
+        in where the warp ``field`` ((G, G, 2), :class:`~livefake.warp.WarpSolver`) will show it at the
+        target's iris ((478, 3) ``target`` landmarks, crop pixels), round and at the target's size.
+
+        The iris is drawn in the source's geometry: through the warp's local affine at the target iris,
+        inverted, so that warped it comes out as the target asks. It is cut by the photo's own lids, which
+        the warp lays onto the target's. Where the warp leaves an eye more open than the target (a blink
+        asks it to squeeze the opening to a slit, which a smoothed spline does only in part), the lids are
+        slid over the opening here by what is missing. The same array comes back while nothing changes."""
+        plans = [(eye, self._iris_map(eye, target, field), self._lid_shifts(eye, target, field)) for eye in self.eyes]
+        placement = np.array([np.concatenate([m.ravel(), u, d]) for _, m, (u, d) in plans])
+        if self._last is not None and self._last[0].shape == placement.shape and np.allclose(
+                self._last[0], placement, atol=1e-3):
+            return self._last[1]
+        out = self._eyeball.copy()
+        for eye, m, (up, down) in plans:
+            h, w = eye.opening.shape
+            top, left = eye.top, eye.left
+            m = m.copy()
+            m[:, 2] += m[:, :2] @ np.array([left, top], np.float64)  # window pixels -> crop pixels first
+            rgba = cv2.warpAffine(eye.iris, m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                  borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+            window = out[:, top:top + h, left:left + w]
+            window += (rgba[..., 3] * eye.opening)[None] * (rgba[..., :3].transpose(2, 0, 1) - window)
+            if up.max() > 0.05 or down.max() > 0.05:
+                window[:] = self._slide_lids(eye, window, up, down)
+        self._last = (placement, out)
+        return out
+
+    def _iris_map(self, eye: CoveredEye, target: np.ndarray, field: np.ndarray) -> np.ndarray:
+        """(2, 3) affine from source-crop pixels to the eye's iris patch pixels for this frame."""
+        iris = EYES[eye.index][1]
+        to_patch = fit_affine(target[list(iris), :2], eye.iris_px)  # target pixels -> patch pixels
+        centre = target[iris[0], :2]
+        source_centre, jacobian = field_affine(field, self.size, centre)
+        # Source pixel s shows target pixel centre + J^-1 (s - source_centre): chain it to the patch.
+        back = np.linalg.inv(jacobian) if np.linalg.det(jacobian) > 1e-6 else np.eye(2)
+        offset = to_patch[:, :2] @ (centre - back @ source_centre) + to_patch[:, 2]
+        return np.hstack([to_patch[:, :2] @ back, offset[:, None]])
+
+    def _lid_shifts(self, eye: CoveredEye, target: np.ndarray, field: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """How far (crop pixels, at each lid point) the warp shows the source's opening beyond the target's
+        lids: where the target's upper lid samples the source below its own upper lid, and the lower
+        likewise above."""
+        _, _, pairs, corners = EYES[eye.index]
+        ups = [corners[0], *(p[0] for p in pairs), corners[1]]
+        lows = [corners[0], *(p[1] for p in pairs), corners[1]]
+        sampled = field_points(field, self.size, target[ups + lows, :2])
+        n = len(ups)
+        up = np.maximum(sampled[:n, 1] - eye.upper[:, 1], 0.0)
+        down = np.maximum(eye.lower[:, 1] - sampled[n:, 1], 0.0)
+        up[[0, -1]] = down[[0, -1]] = 0.0  # the corners stay
+        return up, down
+
+    @staticmethod
+    def _slide_lids(eye: CoveredEye, window: np.ndarray, up: np.ndarray, down: np.ndarray) -> np.ndarray:
+        """``window`` ((3, h, w)) with the upper lid slid down by ``up`` and the lower lid up by ``down``
+        (per lid point, interpolated along the eye): the skin and lashes above the upper lid are drawn that
+        much lower, over the top of the opening (the crop is eye-level, so lids run along x)."""
+        h, w = eye.opening.shape
+        x = np.arange(w, dtype=np.float64) + eye.left
+        order_u, order_l = np.argsort(eye.upper[:, 0]), np.argsort(eye.lower[:, 0])
+        lid_u = np.interp(x, eye.upper[order_u, 0], eye.upper[order_u, 1]) - eye.top
+        lid_l = np.interp(x, eye.lower[order_l, 0], eye.lower[order_l, 1]) - eye.top
+        shift_u = np.interp(x, eye.upper[order_u, 0], up[order_u], left=0.0, right=0.0)
+        shift_l = np.interp(x, eye.lower[order_l, 0], down[order_l], left=0.0, right=0.0)
+        gy = np.arange(h, dtype=np.float64)[:, None]
+        # One row more than the shift, so the lash line itself (on the contour) goes with the lid; where the
+        # two lids then overlap, they meet halfway.
+        end_u = lid_u + shift_u + (shift_u > 0)
+        start_l = lid_l - shift_l - (shift_l > 0)
+        meet = 0.5 * (lid_u + shift_u + lid_l - shift_l)
+        end_u, start_l = np.where(end_u > start_l, meet, end_u), np.where(end_u > start_l, meet, start_l)
+        covered_u = (gy >= lid_u) & (gy < end_u)
+        covered_l = (gy <= lid_l) & (gy >= start_l) & ~covered_u
+        map_y = gy - covered_u * shift_u + covered_l * shift_l
+        map_x = np.broadcast_to(np.arange(w, dtype=np.float32), (h, w))
+        hwc = np.ascontiguousarray(window.transpose(1, 2, 0))
+        slid = cv2.remap(hwc, map_x, map_y.astype(np.float32), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return slid.transpose(2, 0, 1)
+
+    def openings(self, target: np.ndarray) -> np.ndarray:
+        """(S, S) float32 in [0, 1]: the target's eye openings (of the eyes the layers cover), inside the
+        lash line their contours run along."""
+        contours = [target[list(contour)] for (contour, *_), on in zip(EYES, self.shown) if on]
+        return np.clip(2.0 * polygon_mask(contours, self.size, 0.5 * self.size / 256) - 1.0, 0.0, 1.0)
