@@ -1,4 +1,5 @@
-"""A built-in driver for ``livefake demo``: landmarks that talk, blink, smile, turn and tilt the head.
+"""A built-in driver for ``livefake demo``: landmarks that talk, blink, smile, look aside, turn and tilt
+the head.
 
 It starts from the source's own landmarks (so the first frame is the neutral reference) and moves them
 by a fixed script, producing what the landmark stage would produce from a real driving video.
@@ -23,7 +24,8 @@ def _bump(t: float, start: float, end: float) -> float:
 
 
 def script(t: float) -> dict[str, float]:
-    """The scripted face at ``t`` seconds: mouth, blink, smile in [0, 1]; yaw, pitch, roll in degrees."""
+    """The scripted face at ``t`` seconds: mouth, blink, smile in [0, 1]; gaze in eye widths (to the image's
+    right); yaw, pitch, roll in degrees."""
     talk = _bump(t, 0.2, 2.8) + 0.7 * _bump(t, 6.2, 7.9)
     mouth = talk * max(0.0, np.sin(2 * np.pi * 2.2 * t)) * (0.45 + 0.55 * abs(np.sin(2 * np.pi * 0.45 * t)))
     blink = max(_bump(t, 1.3, 1.55), _bump(t, 3.4, 3.65), _bump(t, 6.0, 6.25))
@@ -31,6 +33,7 @@ def script(t: float) -> dict[str, float]:
         "mouth": float(mouth),
         "blink": blink,
         "smile": _bump(t, 2.7, 4.3),
+        "gaze": 0.18 * np.sin(2 * np.pi * (t - 0.2)) * (0.2 < t < 1.2),
         "yaw": 18.0 * np.sin(2 * np.pi * (t - 4.2) / 1.8) * (4.2 < t < 6.0),
         "pitch": 9.0 * np.sin(2 * np.pi * (t - 6.0) / 2.0) * (6.0 < t < 8.0),
         "roll": 14.0 * np.sin(2 * np.pi * (t - 6.0) / 2.0 + 0.6) * _bump(t, 5.9, 8.0),
@@ -56,6 +59,9 @@ def pose_face(neutral: np.ndarray, state: dict[str, float]) -> np.ndarray:
     # Blink: upper lids down onto the lower lids.
     for upper, lower_lid in fr.RIGHT_EYE_LID_PAIRS + fr.LEFT_EYE_LID_PAIRS:
         p[upper] += 0.92 * state["blink"] * (p[lower_lid] - p[upper])
+    # Gaze: both irises slide along their eyes.
+    for iris, (a, b) in ((fr.RIGHT_IRIS, fr.RIGHT_EYE_CORNERS), (fr.LEFT_IRIS, fr.LEFT_EYE_CORNERS)):
+        p[list(iris), :2] += state["gaze"] * (neutral[b, :2] - neutral[a, :2])
     centre = p[list(fr.RIGID)].mean(axis=0)
     rot = rotation_from_euler(state["yaw"], state["pitch"], state["roll"])
     return (p - centre) @ rot.T + centre

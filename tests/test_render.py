@@ -100,7 +100,7 @@ def test_render_cli_keeps_every_frame_the_size_and_the_audio(tmp_path, capsys):
     assert frames[0].rgb.shape == (550, 412, 3)  # the 413x551 photo, made even for H.264
 
 
-def test_demo_opens_the_mouth_and_blinks(tmp_path):
+def test_demo_opens_the_mouth_blinks_and_looks_aside(tmp_path):
     out = tmp_path / "demo.mp4"
     assert main(["demo", "--output", str(out), "--seconds", "2", "--quiet"]) == 0
     with VideoReader(out) as reader:
@@ -111,6 +111,8 @@ def test_demo_opens_the_mouth_and_blinks(tmp_path):
     eyes = series(faces, fr.eye_openness)
     assert np.nanmax(mouth) > mouth[0] + 0.12
     assert np.nanmin(eyes[36:48]) < 0.75 * eyes[0]  # the blink at 1.3-1.55 s
+    gaze = series(faces, fr.gaze)[:36] - fr.gaze(faces[0])  # a glance right, then left, in 0.2-1.2 s
+    assert np.nanmax(gaze) > 0.06 and np.nanmin(gaze) < -0.06
 
 
 def _cli_error(capsys, argv) -> str:
