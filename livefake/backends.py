@@ -228,8 +228,9 @@ class DeviceBackend(GeneratorBackend):
             self._prepare(inputs)
         with torch.cuda.stream(self.stream):
             for i, (host, dev, t) in enumerate(zip(self._host_in, self._dev_in, inputs)):
-                # The source crop and its colour statistics are the same tensors every frame: send them once
-                # (3 MB a frame at 512). A tensor changed in place has a new version and is sent again.
+                # The source's colour statistics are the same tensor every frame, and the source crop is while
+                # the eyes hold still (livefake.eyes): send a tensor once (the crop is 3 MB at 512). A tensor
+                # changed in place has a new version and is sent again.
                 # The reference kept to the last tensor stops its id from being reused by a new one.
                 last, version = self._uploaded[i]
                 if t is last and t._version == version:

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from livefake import face_regions as fr
-from livefake.mouth import fit_affine, polygon_mask
+from livefake.mouth import fit_affine
 from livefake.source import square_view
 from livefake.warp import field_affine, field_points
 
@@ -59,7 +59,7 @@ def complete_iris(patch: np.ndarray, visible: np.ndarray, radius_px: float, edge
     lids leave visible: opaque out to ``radius_px``, fading over ``edge_px`` beyond (patch pixels); what
     the lids hide is filled ring by ring from what shows of each ring. ``None`` when too little shows."""
     p = patch.shape[0]
-    centres = np.arange(p) + 0.5 - p / 2.0
+    centres = np.arange(p) - p / 2.0  # the iris centre sits at p / 2, pixel centres at integers
     yy, xx = np.meshgrid(centres, centres, indexing="ij")
     d = np.hypot(xx, yy) / radius_px
     disc = d < 1.0
@@ -112,10 +112,11 @@ def paint_out_iris(crop: np.ndarray, inside: np.ndarray, centre: np.ndarray, rea
 
 @dataclass(frozen=True)
 class CoveredEye:
-    """One eye the layers cover: its index (0 right, 1 left), iris patch (P, P, 4) and iris landmarks in
-    the patch's pixels, the window of the crop it works in (top, left; reaching an opening's height above
-    and below the opening), the opening inside that window ((h, w) float32), and its lid points (corner,
-    paired lid points, corner) in crop pixels, upper and lower."""
+    """One eye the layers cover: its index (0 right, 1 left), iris patch ((P, P, 4) float32 RGBA in [0, 1],
+    straight alpha) and iris landmarks in the patch's pixels, the window of the crop it works in (top,
+    left; it reaches an opening's height above and below the opening), the opening inside that window
+    ((h, w) float32, 0 or 1), and its lid points (corner, paired lid points, corner) in crop pixels, upper
+    and lower."""
 
     index: int
     iris: np.ndarray
@@ -131,8 +132,8 @@ class EyeLayers:
     """The photo's eyes split into eyeball and iris layers (see the module's doc), for one source crop.
 
     ``crop``: (S, S, 3) uint8; ``points``: (478, 3) landmarks in crop pixels; ``patch_size``: side of each
-    iris patch. ``eyeball``: the crop with the irises painted out; ``eyes``: the eyes the layers cover;
-    ``shown``: whether they cover the right and the left eye.
+    iris patch. ``eyeball``: (S, S, 3) uint8, the crop with the irises painted out; ``eyes``: the eyes
+    the layers cover; ``covered``: whether they cover the right and the left eye.
     """
 
     def __init__(self, crop: np.ndarray, points: np.ndarray, patch_size: int = 32) -> None:
@@ -142,14 +143,14 @@ class EyeLayers:
         self.eyes: list[CoveredEye] = []
         for k, (contour, iris, pairs, corners) in enumerate(EYES):
             centre, radius = iris_circle(points, iris)
-            if radius < 1.0 or fr.lid_gap_ratio(points, pairs, corners) < _MIN_LID_GAP:
+            opening = _inside(points[list(contour)], size)
+            if radius < 1.0 or fr.lid_gap_ratio(points, pairs, corners) < _MIN_LID_GAP or not opening.any():
                 continue
             view = square_view(centre, 0.0, 2.0 * IRIS_SPAN * radius, patch_size)
             # What shows of the iris: inside the lids' contour, drawn at the patch's finer scale.
             visible = _inside(view.apply(points[list(contour), :2]), patch_size)
             reach = radius + _RIM
             rgba = complete_iris(view.cut(crop), visible, reach * view.scale, view.scale)
-            opening = _inside(points[list(contour)], size)
             if rgba is None or not paint_out_iris(self.eyeball, opening, centre, reach):
                 continue
             upper = points[[corners[0], *(p[0] for p in pairs), corners[1]], :2].astype(np.float64)
@@ -158,11 +159,18 @@ class EyeLayers:
             reach_y = int(np.ceil(ys.max() - ys.min())) + 2
             y0, y1 = max(int(ys.min()) - reach_y, 0), min(int(ys.max()) + 1 + reach_y, size)
             x0, x1 = int(xs.min()), int(xs.max()) + 1
-            self.eyes.append(CoveredEye(k, rgba.astype(np.float32) / 255.0, view.apply(points[list(iris), :2]), y0, x0,
-                                   opening[y0:y1, x0:x1].astype(np.float32), upper, lower))
-        self.shown = (any(e.index == 0 for e in self.eyes), any(e.index == 1 for e in self.eyes))
-        self._eyeball = np.ascontiguousarray(self.eyeball.transpose(2, 0, 1), dtype=np.float32) / 255.0
-        self._last: tuple[np.ndarray, np.ndarray] | None = None
+            self.eyes.append(CoveredEye(k, rgba.astype(np.float32) / 255.0, view.apply(points[list(iris), :2]),
+                                        y0, x0, opening[y0:y1, x0:x1].astype(np.float32), upper, lower))
+        self.covered = (any(e.index == 0 for e in self.eyes), any(e.index == 1 for e in self.eyes))
+        self._eyeball_chw = np.ascontiguousarray(self.eyeball.transpose(2, 0, 1), dtype=np.float32) / 255.0
+        # Where the per-frame source differs from the photo (the openings, a pixel around them for the lids'
+        # lashes), for the full-resolution paste, which must take these pixels from the crop.
+        changed = np.zeros((size, size), np.uint8)
+        for eye in self.eyes:
+            h, w = eye.opening.shape
+            changed[eye.top:eye.top + h, eye.left:eye.left + w] |= eye.opening.astype(np.uint8)
+        self._changed = cv2.GaussianBlur(cv2.dilate(changed, np.ones((3, 3), np.uint8)).astype(np.float32), (0, 0), 0.7)
+        self._last: tuple[np.ndarray, np.ndarray] | None = None  # (what placed it, the source it gave)
 
     def place(self, target: np.ndarray, field: np.ndarray) -> np.ndarray:
         """The source crop for this frame, (3, S, S) float32 in [0, 1]: the eyeball layer with each iris laid
@@ -173,13 +181,16 @@ class EyeLayers:
         inverted, so that warped it comes out as the target asks. It is cut by the photo's own lids, which
         the warp lays onto the target's. Where the warp leaves an eye more open than the target (a blink
         asks it to squeeze the opening to a slit, which a smoothed spline does only in part), the lids are
-        slid over the opening here by what is missing. The same array comes back while nothing changes."""
+        slid over the opening by what is missing.
+
+        While nothing changes the same array comes back (a GPU backend then does not upload it again). An
+        array once returned is never written to again, so another thread may read it while this one goes
+        on to the next frame."""
         plans = [(eye, self._iris_map(eye, target, field), self._lid_shifts(eye, target, field)) for eye in self.eyes]
-        placement = np.array([np.concatenate([m.ravel(), u, d]) for _, m, (u, d) in plans])
-        if self._last is not None and self._last[0].shape == placement.shape and np.allclose(
-                self._last[0], placement, atol=1e-3):
+        key = np.array([np.concatenate([m.ravel(), up, down]) for _, m, (up, down) in plans])
+        if self._last is not None and self._last[0].shape == key.shape and np.allclose(self._last[0], key, atol=1e-3):
             return self._last[1]
-        out = self._eyeball.copy()
+        out = self._eyeball_chw.copy()
         for eye, m, (up, down) in plans:
             h, w = eye.opening.shape
             top, left = eye.top, eye.left
@@ -190,8 +201,8 @@ class EyeLayers:
             window = out[:, top:top + h, left:left + w]
             window += (rgba[..., 3] * eye.opening)[None] * (rgba[..., :3].transpose(2, 0, 1) - window)
             if up.max() > 0.05 or down.max() > 0.05:
-                window[:] = self._slide_lids(eye, window, up, down)
-        self._last = (placement, out)
+                window[:] = self.slide_lids(eye, window, up, down)
+        self._last = (key, out)
         return out
 
     def _iris_map(self, eye: CoveredEye, target: np.ndarray, field: np.ndarray) -> np.ndarray:
@@ -200,7 +211,8 @@ class EyeLayers:
         to_patch = fit_affine(target[list(iris), :2], eye.iris_px)  # target pixels -> patch pixels
         centre = target[iris[0], :2]
         source_centre, jacobian = field_affine(field, self.size, centre)
-        # Source pixel s shows target pixel centre + J^-1 (s - source_centre): chain it to the patch.
+        # Source pixel s shows target pixel centre + J^-1 (s - source_centre): chain it to the patch. (The
+        # fold guard keeps J's determinant positive; a degenerate one falls back to a plain shift.)
         back = np.linalg.inv(jacobian) if np.linalg.det(jacobian) > 1e-6 else np.eye(2)
         offset = to_patch[:, :2] @ (centre - back @ source_centre) + to_patch[:, 2]
         return np.hstack([to_patch[:, :2] @ back, offset[:, None]])
@@ -208,7 +220,7 @@ class EyeLayers:
     def _lid_shifts(self, eye: CoveredEye, target: np.ndarray, field: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """How far (crop pixels, at each lid point) the warp shows the source's opening beyond the target's
         lids: where the target's upper lid samples the source below its own upper lid, and the lower
-        likewise above."""
+        likewise above. Together they never exceed the opening."""
         _, _, pairs, corners = EYES[eye.index]
         ups = [corners[0], *(p[0] for p in pairs), corners[1]]
         lows = [corners[0], *(p[1] for p in pairs), corners[1]]
@@ -216,14 +228,18 @@ class EyeLayers:
         n = len(ups)
         up = np.maximum(sampled[:n, 1] - eye.upper[:, 1], 0.0)
         down = np.maximum(eye.lower[:, 1] - sampled[n:, 1], 0.0)
+        gap = np.maximum(eye.lower[:, 1] - eye.upper[:, 1], 0.0)
+        scale = np.minimum(1.0, gap / np.maximum(up + down, 1e-9))
+        up, down = up * scale, down * scale
         up[[0, -1]] = down[[0, -1]] = 0.0  # the corners stay
         return up, down
 
     @staticmethod
-    def _slide_lids(eye: CoveredEye, window: np.ndarray, up: np.ndarray, down: np.ndarray) -> np.ndarray:
-        """``window`` ((3, h, w)) with the upper lid slid down by ``up`` and the lower lid up by ``down``
-        (per lid point, interpolated along the eye): the skin and lashes above the upper lid are drawn that
-        much lower, over the top of the opening (the crop is eye-level, so lids run along x)."""
+    def slide_lids(eye: CoveredEye, window: np.ndarray, up: np.ndarray, down: np.ndarray) -> np.ndarray:
+        """``window`` ((3, h, w)) with the upper lid slid down by ``up`` and the lower lid up by ``down`` (per
+        lid point, interpolated along the eye): the skin and lashes over each lid, a band as tall as the
+        opening, are stretched over the shift, so the lash line lands that much further in and nothing is
+        drawn twice. Lids run along x: the source crop is cut with the eyes level (source.face_crop_transform)."""
         h, w = eye.opening.shape
         x = np.arange(w, dtype=np.float64) + eye.left
         order_u, order_l = np.argsort(eye.upper[:, 0]), np.argsort(eye.lower[:, 0])
@@ -231,23 +247,29 @@ class EyeLayers:
         lid_l = np.interp(x, eye.lower[order_l, 0], eye.lower[order_l, 1]) - eye.top
         shift_u = np.interp(x, eye.upper[order_u, 0], up[order_u], left=0.0, right=0.0)
         shift_l = np.interp(x, eye.lower[order_l, 0], down[order_l], left=0.0, right=0.0)
+        band = np.maximum(lid_l - lid_u, 1.0)  # the skin band each lid brings along
         gy = np.arange(h, dtype=np.float64)[:, None]
-        # One row more than the shift, so the lash line itself (on the contour) goes with the lid; where the
-        # two lids then overlap, they meet halfway.
-        end_u = lid_u + shift_u + (shift_u > 0)
-        start_l = lid_l - shift_l - (shift_l > 0)
-        meet = 0.5 * (lid_u + shift_u + lid_l - shift_l)
-        end_u, start_l = np.where(end_u > start_l, meet, end_u), np.where(end_u > start_l, meet, start_l)
-        covered_u = (gy >= lid_u) & (gy < end_u)
-        covered_l = (gy <= lid_l) & (gy >= start_l) & ~covered_u
-        map_y = gy - covered_u * shift_u + covered_l * shift_l
+        map_y = gy.repeat(w, axis=1)
+        # Upper: rows [lid_u - band, lid_u + shift_u] show rows [lid_u - band, lid_u], stretched.
+        top = lid_u - band
+        upper = (gy >= top) & (gy <= lid_u + shift_u)
+        map_y = np.where(upper, top + (gy - top) * band / (band + shift_u), map_y)
+        # Lower: rows [lid_l - shift_l, lid_l + band] show rows [lid_l, lid_l + band], stretched.
+        bottom = lid_l + band
+        lower = (gy >= lid_l - shift_l) & (gy <= bottom) & ~upper
+        map_y = np.where(lower, bottom - (bottom - gy) * band / (band + shift_l), map_y)
         map_x = np.broadcast_to(np.arange(w, dtype=np.float32), (h, w))
         hwc = np.ascontiguousarray(window.transpose(1, 2, 0))
         slid = cv2.remap(hwc, map_x, map_y.astype(np.float32), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         return slid.transpose(2, 0, 1)
 
-    def openings(self, target: np.ndarray) -> np.ndarray:
-        """(S, S) float32 in [0, 1]: the target's eye openings (of the eyes the layers cover), inside the
-        lash line their contours run along."""
-        contours = [target[list(contour)] for (contour, *_), on in zip(EYES, self.shown) if on]
-        return np.clip(2.0 * polygon_mask(contours, self.size, 0.5 * self.size / 256) - 1.0, 0.0, 1.0)
+    def warped_openings(self, field: np.ndarray) -> np.ndarray:
+        """(S, S) float32 in [0, 1]: where the warp ``field`` shows the eyes' changed pixels (their openings
+        and lash lines) in the target, for the full-resolution paste."""
+        g = field.shape[0]
+        nodes = np.arange(self.size, dtype=np.float32) * ((g - 1) / (self.size - 1))
+        gx, gy = np.meshgrid(nodes, nodes)
+        unit = cv2.remap(field, gx, gy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        px = (unit + 1.0) * (self.size / 2.0) - 0.5
+        return cv2.remap(self._changed, px[..., 0], px[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                         borderValue=0)

@@ -45,15 +45,12 @@ def fit_affine(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return sol.T.astype(np.float32)
 
 
-def polygon_mask(polygons: np.ndarray | list[np.ndarray], size: int, blur_px: float) -> np.ndarray:
-    """(size, size) float32 mask of a filled polygon ((N, 2+) pixels) or of several (a list of them; none:
-    all zero), anti-aliased, then softened by ``blur_px``."""
+def polygon_mask(points_px: np.ndarray, size: int, blur_px: float) -> np.ndarray:
+    """(size, size) float32 mask of the filled polygon (anti-aliased, then softened by ``blur_px``)."""
     canvas = np.zeros((size, size), np.uint8)
     shift = 4
-    polygons = [polygons] if isinstance(polygons, np.ndarray) else polygons
-    if polygons:
-        pts = [np.round(p[:, :2] * (1 << shift)).astype(np.int32) for p in polygons]
-        cv2.fillPoly(canvas, pts, 255, lineType=cv2.LINE_AA, shift=shift)
+    pts = np.round((points_px[:, :2]) * (1 << shift)).astype(np.int32)
+    cv2.fillPoly(canvas, [pts], 255, lineType=cv2.LINE_AA, shift=shift)
     mask = canvas.astype(np.float32) / 255.0
     if blur_px > 0:
         mask = cv2.GaussianBlur(mask, (0, 0), blur_px)

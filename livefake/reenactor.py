@@ -51,8 +51,8 @@ class FramePlan:
     """What the CPU stages decided for one frame, ready for the generator: whether the driver's face was
     found, the motion, the share of it the fold guard kept, the (G, G, 2) warp field, the source crop with
     the irises where this frame's gaze puts them ((3, S, S) float32), the mouth inputs, the (H, H, 3) shading
-    gain on the source crop, the target's eye openings (for the full-resolution paste only, else None) and
-    the stage times so far (ms)."""
+    gain on the source crop, where the target shows the eyes' changed pixels (for the full-resolution paste
+    only, else None) and the stage times so far (ms)."""
 
     face_found: bool
     motion: Motion
@@ -159,7 +159,7 @@ class Reenactor:
         # The interior is cut from this very frame, so at this frame's own (unsmoothed) landmarks.
         mouth = self.mouth.inputs(target, None if face is None else face.points, driver_rgb)
         source = self.eyes.place(target, field)
-        eye_mask = self.eyes.openings(target) if self.config.full_resolution else None
+        eye_mask = self.eyes.warped_openings(field) if self.config.full_resolution else None
         timings = {"geometry": (time.perf_counter() - start) * 1000}
         return FramePlan(face is not None, motion, kept, field, source, mouth, shading, eye_mask, timings)
 

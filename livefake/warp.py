@@ -99,19 +99,29 @@ def to_unit(points_px: np.ndarray, size: int) -> np.ndarray:
 
 def field_points(field: np.ndarray, size: int, points_px: np.ndarray) -> np.ndarray:
     """Where a coarse backward field ((G, G, 2), nodes from the first to the last pixel centre of a
-    ``size`` crop, values in [-1, 1]) takes the crop pixels ``points_px`` ((N, 2)): (N, 2) crop pixels."""
-    nodes = (points_px * ((field.shape[0] - 1) / (size - 1))).astype(np.float32)
-    values = cv2.remap(field, nodes[:, 0:1], nodes[:, 1:2], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return (values[:, 0].astype(np.float64) + 1.0) * (size / 2.0) - 0.5  # unit back to crop pixels
+    ``size`` crop, values in [-1, 1]) takes the crop pixels ``points_px`` ((N, 2)): (N, 2) crop pixels,
+    bilinear between the nodes as the generator reads it (points beyond the last node take the edge's)."""
+    g = field.shape[0]
+    nodes = np.clip(points_px * ((g - 1) / (size - 1)), 0.0, g - 1.0)
+    lo = np.minimum(np.floor(nodes).astype(int), g - 2)
+    fx, fy = (nodes - lo).T[:, :, None]
+    x0, y0 = lo.T
+    values = ((1 - fy) * ((1 - fx) * field[y0, x0] + fx * field[y0, x0 + 1])
+              + fy * ((1 - fx) * field[y0 + 1, x0] + fx * field[y0 + 1, x0 + 1]))
+    return (values + 1.0) * (size / 2.0) - 0.5  # unit back to crop pixels
 
 
 def field_affine(field: np.ndarray, size: int, point_px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Where a coarse backward field (as :func:`field_points`) takes the crop pixel ``point_px`` ((2,)), and
-    its (2, 2) Jacobian there (central differences one node apart)."""
+    its (2, 2) Jacobian there (differences one node apart each way, kept inside the crop)."""
     step = (size - 1) / (field.shape[0] - 1)
-    probes = point_px[None, :] + step * np.array([[0, 0], [1, 0], [-1, 0], [0, 1], [0, -1]], np.float64)
+    lo = np.maximum(point_px - step, 0.0)
+    hi = np.minimum(point_px + step, size - 1.0)
+    probes = np.array([point_px, [hi[0], point_px[1]], [lo[0], point_px[1]], [point_px[0], hi[1]],
+                       [point_px[0], lo[1]]], np.float64)
     px = field_points(field, size, probes)
-    jacobian = np.stack([px[1] - px[2], px[3] - px[4]], axis=1) / (2.0 * step)
+    span = np.maximum(hi - lo, 1e-9)
+    jacobian = np.stack([(px[1] - px[2]) / span[0], (px[3] - px[4]) / span[1]], axis=1)
     return px[0], jacobian
 
 

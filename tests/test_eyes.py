@@ -9,7 +9,7 @@ import pytest
 from conftest import prepared
 
 from livefake import face_regions as fr
-from livefake.eyes import EYES, EyeLayers, iris_circle
+from livefake.eyes import EYES, IRIS_SPAN, CoveredEye, EyeLayers, iris_circle
 from livefake.landmarks import FaceLandmarks, LandmarkDetector
 from livefake.provenance import ProvenanceConfig
 from livefake.reenactor import ReenactConfig, Reenactor
@@ -43,7 +43,7 @@ def test_the_iris_follows_the_gaze(photo):
     h, w = source.photo.shape[:2]
     seen = {}
     with Reenactor(source, PLAIN) as r, LandmarkDetector(video=False) as judge:
-        assert r.eyes.shown == (True, True)
+        assert r.eyes.covered == (True, True)
         r.animate(face, 0.0)  # the neutral reference
         for k, along in enumerate((0.0, 0.2, -0.2)):
             for j in range(8):  # let the smoothing settle
@@ -56,15 +56,18 @@ def test_the_iris_follows_the_gaze(photo):
         assert np.sign(moved) == np.sign(along) and abs(moved) > 0.35 * abs(along), moved
 
 
-@pytest.mark.parametrize("photo", ["astronaut.png", "mouth_open.jpg"])
-def test_a_blink_shuts_the_eyes(photo):
+@pytest.mark.parametrize(("photo", "full_resolution"),
+                         [("astronaut.png", False), ("mouth_open.jpg", False), ("astronaut.png", True)])
+def test_a_blink_shuts_the_eyes(photo, full_resolution):
     """The demo's blink (upper lids onto the lower): the warp, smoothed where the exact spline would fold,
     leaves the eye partly open; the lids slid over the rest shut it to under a quarter of its opening as
-    MediaPipe reads it (0.37 and 0.28 of it without the slide)."""
+    MediaPipe reads it (0.37 and 0.28 of it without the slide), also when the face is resampled from the
+    full-resolution photo, whose own eyes must not show through."""
     source, face = photo_landmarks(photo)
     h, w = source.photo.shape[:2]
     state = dict(script(0.0), blink=1.0)
-    with Reenactor(source, PLAIN) as r, LandmarkDetector(video=False) as judge:
+    config = ReenactConfig(full_resolution=full_resolution, provenance=PLAIN.provenance)
+    with Reenactor(source, config) as r, LandmarkDetector(video=False) as judge:
         r.animate(face, 0.0)
         rest = judge.detect(r.animate(face, 0.05).frame)
         for j in range(6):
@@ -77,7 +80,7 @@ def test_a_blink_shuts_the_eyes(photo):
 def test_a_still_driver_gives_the_photos_own_eyes_back():
     source, face = photo_landmarks("astronaut.png")
     with Reenactor(source, PLAIN) as r:
-        assert r.eyes.shown == (True, True)
+        assert r.eyes.covered == (True, True)
         r.animate(face, 0.0)
         crop = r.animate(face, 0.1).crop.astype(float)
     for _, iris, _, _ in EYES:
@@ -88,6 +91,27 @@ def test_a_still_driver_gives_the_photos_own_eyes_back():
         assert diff.mean() < 2.5 and np.percentile(diff, 95) < 12.0
 
 
+def test_sliding_the_lids_moves_each_lash_line_in_once_and_shuts_the_opening():
+    """A drawn eye 12 px wide: skin, upper lash line on row 8, white on rows 9-12, lower lash line on row 13.
+    Slid by 2.5 px each way, the lids meet: no white is left, and each lash line is drawn once, moved in."""
+    h, w = 24, 12
+    column = np.full(h, 0.8)
+    column[8], column[9:13], column[13] = 0.0, 1.0, 0.1
+    window = np.broadcast_to(column[None, :, None], (3, h, w)).astype(np.float32).copy()
+    opening = np.zeros((h, w), np.float32)
+    opening[9:13] = 1.0
+    lid = np.stack([np.linspace(0.0, 11.0, 9), np.zeros(9)], axis=1)
+    eye = CoveredEye(0, np.zeros((8, 8, 4), np.float32), np.zeros((5, 2)), 0, 0, opening,
+                     lid + [0.0, 8.0], lid + [0.0, 13.0])
+    shift = np.full(9, 2.5)
+    shift[[0, -1]] = 0.0
+    middle = EyeLayers.slide_lids(eye, window, shift, shift)[0][:, 4:8].mean(axis=1)
+    assert middle[9:13].max() < 0.9  # the white is covered ...
+    dark = np.flatnonzero(middle < 0.4)
+    assert 9 <= dark.min() and dark.max() <= 12 and np.ptp(dark) <= 2  # ... by the lash lines, moved in, met
+    assert np.allclose(middle[:6], 0.8, atol=1e-3) and np.allclose(middle[16:], 0.8, atol=1e-3)  # far skin stays
+
+
 def test_the_painted_out_eyeball_shows_white_where_the_iris_was():
     source = prepared("astronaut.png")
     layers = EyeLayers(source.crop, source.points)
@@ -95,9 +119,15 @@ def test_the_painted_out_eyeball_shows_white_where_the_iris_was():
     for eye, (_, iris, _, _) in zip(layers.eyes, EYES):
         centre, radius = iris_circle(source.points, iris)
         x, y = np.round(centre).astype(int)
-        luma = lambda rgb: float(rgb[..., :3].astype(float) @ [0.299, 0.587, 0.114])  # noqa: E731
-        assert luma(layers.eyeball[y, x]) > luma(source.crop[y, x]) + 40  # the dark iris is gone ...
+        luma = lambda rgb: rgb[..., :3].astype(float) @ [0.299, 0.587, 0.114]  # noqa: E731
+        yy, xx = np.mgrid[: source.crop.shape[0], : source.crop.shape[1]]
+        disc = np.hypot(xx - centre[0], yy - centre[1]) < 0.8 * radius
+        assert luma(layers.eyeball[disc]).mean() > luma(source.crop[disc]).mean() + 40  # the dark iris is gone ...
         patch = eye.iris * 255
         centre_px = patch.shape[0] // 2
-        assert patch[centre_px, centre_px, 3] == 255 and patch[0, 0, 3] == 0  # ... into a round patch
+        assert patch[centre_px, centre_px, 3] == 255  # ... into a round patch
+        rim = radius + 0.75 + 1.0  # opaque out to the iris's rim, faded out a crop pixel beyond
+        edge = patch.shape[0] / 2.0 + rim * patch.shape[0] / (2 * IRIS_SPAN * radius) + 1
+        if edge < patch.shape[0]:
+            assert patch[centre_px, int(edge), 3] == 0
         assert luma(patch[centre_px, centre_px]) < luma(layers.eyeball[y, x]) - 40

@@ -10,7 +10,7 @@ from conftest import CLIPS, clip_landmarks, prepared
 
 from livefake.landmarks import FaceLandmarks
 from livefake.retarget import Retargeter
-from livefake.warp import WarpSolver, fold_margin
+from livefake.warp import WarpSolver, field_affine, field_points, fold_margin
 
 
 def full_resolution_jacobian(field: np.ndarray, size: int) -> np.ndarray:
@@ -31,6 +31,33 @@ def test_neutral_target_gives_the_identity_field():
     assert kept == 1.0
     np.testing.assert_allclose(field, solver.identity, atol=1e-5)
     assert fold_margin(field) == pytest.approx(1.0, abs=0.05)
+
+
+def test_field_lookup_agrees_with_the_generator_and_finds_the_local_affine():
+    """field_points reads the coarse field as the generator's upsampling does; on a field solved for a known
+    affine motion of the face, field_affine recovers its inverse near the face."""
+    src = prepared("astronaut.png")
+    solver = WarpSolver(src.points, 256)
+    stretch = np.array([[1.1, 0.05], [0.0, 0.95]])
+    target = src.points.astype(np.float64).copy()
+    centre = target[:, :2].mean(axis=0)
+    target[:, :2] = centre + (target[:, :2] - centre) @ stretch.T
+    field, kept, _ = solver.solve(target)
+    assert kept == 1.0
+    rng = np.random.default_rng(0)
+    points = rng.uniform(0, 255, size=(40, 2))
+    dense = F.interpolate(torch.from_numpy(field).permute(2, 0, 1)[None], size=(256, 256), mode="bilinear",
+                          align_corners=True)[0].numpy()
+    x0, y0 = np.floor(points).astype(int).T
+    fx, fy = (points - np.floor(points)).T
+    x1, y1 = np.minimum(x0 + 1, 255), np.minimum(y0 + 1, 255)
+    unit = ((1 - fy) * ((1 - fx) * dense[:, y0, x0] + fx * dense[:, y0, x1])
+            + fy * ((1 - fx) * dense[:, y1, x0] + fx * dense[:, y1, x1])).T
+    # Bilinear over bilinear: equal up to the nodes' spacing squared's share (a fraction of a pixel).
+    np.testing.assert_allclose(field_points(field, 256, points), (unit + 1) * 128 - 0.5, atol=0.05)
+    where, jacobian = field_affine(field, 256, target[4, :2])  # the nose tip
+    np.testing.assert_allclose(where, src.points[4, :2], atol=0.3)
+    np.testing.assert_allclose(jacobian, np.linalg.inv(stretch), atol=0.03)
 
 
 def test_fold_guard_scales_back_a_folding_motion():
