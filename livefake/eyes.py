@@ -37,6 +37,7 @@ _RIM = 0.75  # crop pixels beyond the iris's landmark radius that go with it (it
 _RINGS = 6  # the hidden part of the iris is filled ring by ring from what shows of each ring
 _MIN_LID_GAP = 0.12  # of the eye's width: an eye open less than this in the photo keeps its warped pixels
 _MIN_IRIS_SHOWN = 0.25  # of the iris disc, or the eye keeps its warped pixels
+_SLIDE_SLACK = 0.25  # crop pixels the warp may leave an eye more open than the target before the lids slide
 
 
 def iris_circle(points: np.ndarray, iris: tuple[int, ...]) -> tuple[np.ndarray, float]:
@@ -186,12 +187,12 @@ class EyeLayers:
         While nothing changes the same array comes back (a GPU backend then does not upload it again). An
         array once returned is never written to again, so another thread may read it while this one goes
         on to the next frame."""
-        plans = [(eye, self._iris_map(eye, target, field), self._lid_shifts(eye, target, field)) for eye in self.eyes]
-        key = np.array([np.concatenate([m.ravel(), up, down]) for _, m, (up, down) in plans])
+        plans = [(eye, *self._eye_motion(eye, target, field)) for eye in self.eyes]
+        key = np.array([np.concatenate([m.ravel(), up, down]) for _, m, up, down in plans])
         if self._last is not None and self._last[0].shape == key.shape and np.allclose(self._last[0], key, atol=1e-3):
             return self._last[1]
         out = self._eyeball_chw.copy()
-        for eye, m, (up, down) in plans:
+        for eye, m, up, down in plans:
             h, w = eye.opening.shape
             top, left = eye.top, eye.left
             m = m.copy()
@@ -200,39 +201,39 @@ class EyeLayers:
                                   borderMode=cv2.BORDER_CONSTANT, borderValue=0)
             window = out[:, top:top + h, left:left + w]
             window += (rgba[..., 3] * eye.opening)[None] * (rgba[..., :3].transpose(2, 0, 1) - window)
-            if up.max() > 0.05 or down.max() > 0.05:
+            if up.any() or down.any():
                 window[:] = self.slide_lids(eye, window, up, down)
         self._last = (key, out)
         return out
 
-    def _iris_map(self, eye: CoveredEye, target: np.ndarray, field: np.ndarray) -> np.ndarray:
-        """(2, 3) affine from source-crop pixels to the eye's iris patch pixels for this frame."""
-        iris = EYES[eye.index][1]
-        to_patch = fit_affine(target[list(iris), :2], eye.iris_px)  # target pixels -> patch pixels
-        centre = target[iris[0], :2]
-        source_centre, jacobian = field_affine(field, self.size, centre)
-        # Source pixel s shows target pixel centre + J^-1 (s - source_centre): chain it to the patch. (The
-        # fold guard keeps J's determinant positive; a degenerate one falls back to a plain shift.)
-        back = np.linalg.inv(jacobian) if np.linalg.det(jacobian) > 1e-6 else np.eye(2)
-        offset = to_patch[:, :2] @ (centre - back @ source_centre) + to_patch[:, 2]
-        return np.hstack([to_patch[:, :2] @ back, offset[:, None]])
-
-    def _lid_shifts(self, eye: CoveredEye, target: np.ndarray, field: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """How far (crop pixels, at each lid point) the warp shows the source's opening beyond the target's
-        lids: where the target's upper lid samples the source below its own upper lid, and the lower
-        likewise above. Together they never exceed the opening."""
-        _, _, pairs, corners = EYES[eye.index]
+    def _eye_motion(self, eye: CoveredEye, target: np.ndarray,
+                    field: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For this frame: the (2, 3) affine from source-crop pixels to the eye's iris patch pixels, and how
+        far (crop pixels, at each lid point) the warp shows the source's opening beyond the target's lids,
+        upper and lower."""
+        _, iris, pairs, corners = EYES[eye.index]
         ups = [corners[0], *(p[0] for p in pairs), corners[1]]
         lows = [corners[0], *(p[1] for p in pairs), corners[1]]
+        centre = target[iris[0], :2]
+        source_centre, jacobian = field_affine(field, self.size, centre)
+        # Source pixel s shows target pixel centre + J^-1 (s - source centre): chained to the patch. (The fold
+        # guard keeps J's determinant positive; a degenerate one falls back to a plain shift.)
+        back = np.linalg.inv(jacobian) if np.linalg.det(jacobian) > 1e-6 else np.eye(2)
+        to_patch = fit_affine(target[list(iris), :2], eye.iris_px)  # target pixels -> patch pixels
+        offset = to_patch[:, :2] @ (centre - back @ source_centre) + to_patch[:, 2]
+        iris_map = np.hstack([to_patch[:, :2] @ back, offset[:, None]])
+        # The lids: where the target's upper lid samples the source below its own upper lid, and the lower
+        # likewise above; a quarter pixel is let go (the smoothed spline is that close nearly always), and
+        # together they never exceed the opening.
         sampled = field_points(field, self.size, target[ups + lows, :2])
         n = len(ups)
-        up = np.maximum(sampled[:n, 1] - eye.upper[:, 1], 0.0)
-        down = np.maximum(eye.lower[:, 1] - sampled[n:, 1], 0.0)
+        up = np.maximum(sampled[:n, 1] - eye.upper[:, 1] - _SLIDE_SLACK, 0.0)
+        down = np.maximum(eye.lower[:, 1] - sampled[n:, 1] - _SLIDE_SLACK, 0.0)
         gap = np.maximum(eye.lower[:, 1] - eye.upper[:, 1], 0.0)
         scale = np.minimum(1.0, gap / np.maximum(up + down, 1e-9))
         up, down = up * scale, down * scale
         up[[0, -1]] = down[[0, -1]] = 0.0  # the corners stay
-        return up, down
+        return iris_map, up, down
 
     @staticmethod
     def slide_lids(eye: CoveredEye, window: np.ndarray, up: np.ndarray, down: np.ndarray) -> np.ndarray:
