@@ -37,6 +37,9 @@ _RIM = 0.75  # crop pixels beyond the iris's landmark radius that go with it (it
 _RINGS = 6  # the hidden part of the iris is filled ring by ring from what shows of each ring
 _MIN_LID_GAP = 0.12  # of the eye's width: an eye open less than this in the photo keeps its warped pixels
 _MIN_IRIS_SHOWN = 0.25  # of the iris disc, or the eye keeps its warped pixels
+# Luma levels by which the white must be brighter than the iris, or the eye keeps its warped pixels: behind
+# dark glasses or in deep shadow there is no iris to move (the shared photos: 20 to 137).
+_MIN_WHITE_CONTRAST = 12.0
 _SLIDE_SLACK = 0.25  # crop pixels the warp may leave an eye more open than the target before the lids slide
 
 
@@ -78,6 +81,19 @@ def complete_iris(patch: np.ndarray, visible: np.ndarray, radius_px: float, edge
     alpha = np.clip(1.0 - (d - 1.0) * radius_px / edge_px, 0.0, 1.0)
     rgba = np.concatenate([out, 255.0 * alpha[..., None]], axis=-1)
     return np.clip(rgba + 0.5, 0, 255).astype(np.uint8)
+
+
+def white_contrast(crop: np.ndarray, inside: np.ndarray, centre: np.ndarray, reach: float) -> float:
+    """Luma levels by which the white of an eye (the brighter half of its opening ``inside`` beyond
+    ``reach`` pixels of the iris ``centre``) is brighter than the iris of ``crop`` ((S, S, 3) uint8);
+    0 where the opening shows no white."""
+    ys, xs = np.nonzero(inside)
+    luma = crop[ys, xs].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    near = np.hypot(xs - centre[0], ys - centre[1]) <= reach
+    white = luma[~near]
+    if len(white) < 4 or not near.any():
+        return 0.0
+    return float(white[white >= np.median(white)].mean() - luma[near].mean())
 
 
 def paint_out_iris(crop: np.ndarray, inside: np.ndarray, centre: np.ndarray, reach: float) -> bool:
@@ -152,7 +168,9 @@ class EyeLayers:
             visible = _inside(view.apply(points[list(contour), :2]), patch_size)
             reach = radius + _RIM
             rgba = complete_iris(view.cut(crop), visible, reach * view.scale, view.scale)
-            if rgba is None or not paint_out_iris(self.eyeball, opening, centre, reach):
+            if rgba is None or white_contrast(crop, opening, centre, reach) < _MIN_WHITE_CONTRAST:
+                continue
+            if not paint_out_iris(self.eyeball, opening, centre, reach):
                 continue
             upper = points[[corners[0], *(p[0] for p in pairs), corners[1]], :2].astype(np.float64)
             lower = points[[corners[0], *(p[1] for p in pairs), corners[1]], :2].astype(np.float64)

@@ -4,6 +4,7 @@ output)."""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from conftest import prepared
@@ -89,6 +90,19 @@ def test_a_still_driver_gives_the_photos_own_eyes_back():
         x1, y1 = np.ceil(centre + 2 * radius).astype(int)
         diff = np.abs(crop[y0:y1, x0:x1] - source.crop[y0:y1, x0:x1].astype(float))
         assert diff.mean() < 2.5 and np.percentile(diff, 95) < 12.0
+
+
+def test_eyes_behind_dark_glasses_keep_their_pixels():
+    """Dark lenses drawn over the photo's eyes: there is no white to show and no iris to move, so neither
+    eye is split into layers (and the source stays the photo)."""
+    source = prepared("astronaut.png")
+    shaded = source.crop.copy()
+    for contour, _, _, _ in EYES:
+        centre = source.points[list(contour), :2].mean(axis=0)
+        cv2.ellipse(shaded, (int(centre[0]), int(centre[1])), (14, 9), 0, 0, 360, (38, 36, 40), -1)
+    layers = EyeLayers(shaded, source.points)
+    assert layers.covered == (False, False)
+    assert np.array_equal(layers.eyeball, shaded)
 
 
 def test_sliding_the_lids_moves_each_lash_line_in_once_and_shuts_the_opening():
