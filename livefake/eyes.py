@@ -38,8 +38,9 @@ _RINGS = 6  # the hidden part of the iris is filled ring by ring from what shows
 _MIN_LID_GAP = 0.12  # of the eye's width: an eye open less than this in the photo keeps its warped pixels
 _MIN_IRIS_SHOWN = 0.25  # of the iris disc, or the eye keeps its warped pixels
 # Luma levels by which the white must be brighter than the iris, or the eye keeps its warped pixels: behind
-# dark glasses or in deep shadow there is no iris to move (the shared photos: 20 to 137).
-_MIN_WHITE_CONTRAST = 12.0
+# dark glasses or in deep shadow there is no iris to move (the shared photos and the clips' first frames:
+# 12 to 137).
+_MIN_WHITE_CONTRAST = 8.0
 _SLIDE_SLACK = 0.25  # crop pixels the warp may leave an eye more open than the target before the lids slide
 
 
