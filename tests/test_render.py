@@ -100,6 +100,35 @@ def test_render_cli_keeps_every_frame_the_size_and_the_audio(tmp_path, capsys):
     assert frames[0].rgb.shape == (550, 412, 3)  # the 413x551 photo, made even for H.264
 
 
+def test_render_no_shading_keeps_the_photos_light(tmp_path):
+    """A still driver whose image-left half then darkens (a lamp switched off), rendered through the CLI: by
+    default the photo's image-left cheek darkens with it; with --no-shading it keeps its light."""
+    from fractions import Fraction
+
+    still = clip_frames("mouth_open.mp4", 1)[0]
+    dark = still.astype(np.float32)
+    dark[:, : still.shape[1] // 2] *= 0.6
+    clip = tmp_path / "lamp.mp4"
+    with VideoWriter(clip, still.shape[1], still.shape[0], Fraction(30)) as writer:
+        for i in range(20):
+            writer.write(still if i < 10 else dark.astype(np.uint8), i / 30)
+    photo = face_file("images", "astronaut.png")
+    src = prepared("astronaut.png")
+    cheek_photo = src.transform.inverse() @ np.r_[src.points[205, :2], 1.0]  # image-left cheek, photo pixels
+    x, y = np.round(cheek_photo).astype(int)
+    cheeks = {}
+    for flags in ([], ["--no-shading"]):
+        out = tmp_path / f"out{len(flags)}.mp4"
+        assert main(["render", "--source", str(photo), "--driving", str(clip), "--output", str(out), "--quiet",
+                     *flags]) == 0
+        with VideoReader(out) as reader:
+            frames = [f.rgb for f in reader]
+        cheeks[bool(flags)] = [float(frames[i][y - 8 : y + 9, x - 8 : x + 9].mean()) for i in (5, 19)]
+    shaded, kept = cheeks[False], cheeks[True]
+    assert shaded[1] < 0.85 * shaded[0]
+    assert abs(kept[1] / kept[0] - 1) < 0.03
+
+
 def test_demo_opens_the_mouth_blinks_and_looks_aside(tmp_path):
     out = tmp_path / "demo.mp4"
     assert main(["demo", "--output", str(out), "--seconds", "2", "--quiet"]) == 0
