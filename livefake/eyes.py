@@ -11,8 +11,8 @@ oval. So each eye of the photo is split, once, into two layers:
 Every frame each iris is laid into the eyeball layer where the warp will show it at the target's iris
 (the retargeted gaze), drawn through the warp's local affine there, inverted, so that it comes out
 round and at the head's scale however wide the eye opens; the photo's own lids cut it, and the warp
-lays those onto the target's. A blink asks the warp to squeeze the opening to a slit, which the spline,
-smoothed where it would fold, does only in part: the lids are slid over the opening by what it left.
+lays those onto the target's. In a blink the lids are slid over what the smoothed warp leaves open
+(:mod:`livefake.openings`).
 The result is the source crop the generator warps, so the generator is unchanged and the work is a few
 small CPU resamplings (an iris is a few pixels across in a 256 crop). An eye the photo shows (nearly)
 shut, or whose iris it hides, keeps its pixels, as before.
@@ -27,8 +27,9 @@ import numpy as np
 
 from livefake import face_regions as fr
 from livefake.mouth import fit_affine
+from livefake.openings import SlidingOpening
 from livefake.source import square_view
-from livefake.warp import field_affine, field_points
+from livefake.warp import field_affine
 
 EYES = ((fr.RIGHT_EYE, fr.RIGHT_IRIS, fr.RIGHT_EYE_LID_PAIRS, fr.RIGHT_EYE_CORNERS),
         (fr.LEFT_EYE, fr.LEFT_IRIS, fr.LEFT_EYE_LID_PAIRS, fr.LEFT_EYE_CORNERS))
@@ -41,7 +42,6 @@ _MIN_IRIS_SHOWN = 0.25  # of the iris disc, or the eye keeps its warped pixels
 # dark glasses or in deep shadow there is no iris to move (the shared photos and the clips' first frames:
 # 12 to 137).
 _MIN_WHITE_CONTRAST = 8.0
-_SLIDE_SLACK = 0.25  # crop pixels the warp may leave an eye more open than the target before the lids slide
 
 
 def iris_circle(points: np.ndarray, iris: tuple[int, ...]) -> tuple[np.ndarray, float]:
@@ -131,10 +131,8 @@ def paint_out_iris(crop: np.ndarray, inside: np.ndarray, centre: np.ndarray, rea
 @dataclass(frozen=True)
 class CoveredEye:
     """One eye the layers cover: its index (0 right, 1 left), iris patch ((P, P, 4) float32 RGBA in [0, 1],
-    straight alpha) and iris landmarks in the patch's pixels, the window of the crop it works in (top,
-    left; it reaches an opening's height above and below the opening), the opening inside that window
-    ((h, w) float32, 0 or 1), and its lid points (corner, paired lid points, corner) in crop pixels, upper
-    and lower."""
+    straight alpha) and iris landmarks in the patch's pixels, the opening's bounding window in the crop (top,
+    left) and the opening inside it ((h, w) float32, 0 or 1), and its lids (a :class:`SlidingOpening`)."""
 
     index: int
     iris: np.ndarray
@@ -142,8 +140,7 @@ class CoveredEye:
     top: int
     left: int
     opening: np.ndarray
-    upper: np.ndarray
-    lower: np.ndarray
+    lids: SlidingOpening
 
 
 class EyeLayers:
@@ -173,23 +170,19 @@ class EyeLayers:
                 continue
             if not paint_out_iris(self.eyeball, opening, centre, reach):
                 continue
-            upper = points[[corners[0], *(p[0] for p in pairs), corners[1]], :2].astype(np.float64)
-            lower = points[[corners[0], *(p[1] for p in pairs), corners[1]], :2].astype(np.float64)
+            lids = SlidingOpening([corners[0], *(p[0] for p in pairs), corners[1]],
+                                  [corners[0], *(p[1] for p in pairs), corners[1]], points, size)
             ys, xs = np.nonzero(opening)
-            reach_y = int(np.ceil(ys.max() - ys.min())) + 2
-            y0, y1 = max(int(ys.min()) - reach_y, 0), min(int(ys.max()) + 1 + reach_y, size)
-            x0, x1 = int(xs.min()), int(xs.max()) + 1
+            y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
             self.eyes.append(CoveredEye(k, rgba.astype(np.float32) / 255.0, view.apply(points[list(iris), :2]),
-                                        y0, x0, opening[y0:y1, x0:x1].astype(np.float32), upper, lower))
+                                        y0, x0, opening[y0:y1, x0:x1].astype(np.float32), lids))
         self.covered = (any(e.index == 0 for e in self.eyes), any(e.index == 1 for e in self.eyes))
         self._eyeball_chw = np.ascontiguousarray(self.eyeball.transpose(2, 0, 1), dtype=np.float32) / 255.0
-        # Where the per-frame source differs from the photo (the openings, a pixel around them for the lids'
-        # lashes), for the full-resolution paste, which must take these pixels from the crop.
-        changed = np.zeros((size, size), np.uint8)
+        # Where the per-frame source may differ from the photo (around the openings, the skin the lids
+        # bring along), for the full-resolution paste, which must take these pixels from the crop.
+        self.changed = np.zeros((size, size), np.float32)
         for eye in self.eyes:
-            h, w = eye.opening.shape
-            changed[eye.top:eye.top + h, eye.left:eye.left + w] |= eye.opening.astype(np.uint8)
-        self._changed = cv2.GaussianBlur(cv2.dilate(changed, np.ones((3, 3), np.uint8)).astype(np.float32), (0, 0), 0.7)
+            np.maximum(self.changed, eye.lids.region(), out=self.changed)
         self._last: tuple[np.ndarray, np.ndarray] | None = None  # (what placed it, the source it gave)
 
     def place(self, target: np.ndarray, field: np.ndarray) -> np.ndarray:
@@ -206,7 +199,7 @@ class EyeLayers:
         While nothing changes the same array comes back (a GPU backend then does not upload it again). An
         array once returned is never written to again, so another thread may read it while this one goes
         on to the next frame."""
-        plans = [(eye, *self._eye_motion(eye, target, field)) for eye in self.eyes]
+        plans = [(eye, self._iris_map(eye, target, field), *eye.lids.shortfall(target, field)) for eye in self.eyes]
         key = np.array([np.concatenate([m.ravel(), up, down]) for _, m, up, down in plans])
         if self._last is not None and self._last[0].shape == key.shape and np.allclose(self._last[0], key, atol=1e-3):
             return self._last[1]
@@ -221,18 +214,15 @@ class EyeLayers:
             window = out[:, top:top + h, left:left + w]
             window += (rgba[..., 3] * eye.opening)[None] * (rgba[..., :3].transpose(2, 0, 1) - window)
             if up.any() or down.any():
-                window[:] = self.slide_lids(eye, window, up, down)
+                lids = eye.lids
+                window = out[:, lids.top:lids.bottom, lids.left:lids.right]
+                window[:] = lids.slide(window, up, down)
         self._last = (key, out)
         return out
 
-    def _eye_motion(self, eye: CoveredEye, target: np.ndarray,
-                    field: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """For this frame: the (2, 3) affine from source-crop pixels to the eye's iris patch pixels, and how
-        far (crop pixels, at each lid point) the warp shows the source's opening beyond the target's lids,
-        upper and lower."""
-        _, iris, pairs, corners = EYES[eye.index]
-        ups = [corners[0], *(p[0] for p in pairs), corners[1]]
-        lows = [corners[0], *(p[1] for p in pairs), corners[1]]
+    def _iris_map(self, eye: CoveredEye, target: np.ndarray, field: np.ndarray) -> np.ndarray:
+        """(2, 3) affine from source-crop pixels to the eye's iris patch pixels for this frame."""
+        iris = EYES[eye.index][1]
         centre = target[iris[0], :2]
         source_centre, jacobian = field_affine(field, self.size, centre)
         # Source pixel s shows target pixel centre + J^-1 (s - source centre): chained to the patch. (The fold
@@ -240,56 +230,4 @@ class EyeLayers:
         back = np.linalg.inv(jacobian) if np.linalg.det(jacobian) > 1e-6 else np.eye(2)
         to_patch = fit_affine(target[list(iris), :2], eye.iris_px)  # target pixels -> patch pixels
         offset = to_patch[:, :2] @ (centre - back @ source_centre) + to_patch[:, 2]
-        iris_map = np.hstack([to_patch[:, :2] @ back, offset[:, None]])
-        # The lids: where the target's upper lid samples the source below its own upper lid, and the lower
-        # likewise above; a quarter pixel is let go (the smoothed spline is that close nearly always), and
-        # together they never exceed the opening.
-        sampled = field_points(field, self.size, target[ups + lows, :2])
-        n = len(ups)
-        up = np.maximum(sampled[:n, 1] - eye.upper[:, 1] - _SLIDE_SLACK, 0.0)
-        down = np.maximum(eye.lower[:, 1] - sampled[n:, 1] - _SLIDE_SLACK, 0.0)
-        gap = np.maximum(eye.lower[:, 1] - eye.upper[:, 1], 0.0)
-        scale = np.minimum(1.0, gap / np.maximum(up + down, 1e-9))
-        up, down = up * scale, down * scale
-        up[[0, -1]] = down[[0, -1]] = 0.0  # the corners stay
-        return iris_map, up, down
-
-    @staticmethod
-    def slide_lids(eye: CoveredEye, window: np.ndarray, up: np.ndarray, down: np.ndarray) -> np.ndarray:
-        """``window`` ((3, h, w)) with the upper lid slid down by ``up`` and the lower lid up by ``down`` (per
-        lid point, interpolated along the eye): the skin and lashes over each lid, a band as tall as the
-        opening, are stretched over the shift, so the lash line lands that much further in and nothing is
-        drawn twice. Lids run along x: the source crop is cut with the eyes level (source.face_crop_transform)."""
-        h, w = eye.opening.shape
-        x = np.arange(w, dtype=np.float64) + eye.left
-        order_u, order_l = np.argsort(eye.upper[:, 0]), np.argsort(eye.lower[:, 0])
-        lid_u = np.interp(x, eye.upper[order_u, 0], eye.upper[order_u, 1]) - eye.top
-        lid_l = np.interp(x, eye.lower[order_l, 0], eye.lower[order_l, 1]) - eye.top
-        shift_u = np.interp(x, eye.upper[order_u, 0], up[order_u], left=0.0, right=0.0)
-        shift_l = np.interp(x, eye.lower[order_l, 0], down[order_l], left=0.0, right=0.0)
-        band = np.maximum(lid_l - lid_u, 1.0)  # the skin band each lid brings along
-        gy = np.arange(h, dtype=np.float64)[:, None]
-        map_y = gy.repeat(w, axis=1)
-        # Upper: rows [lid_u - band, lid_u + shift_u] show rows [lid_u - band, lid_u], stretched.
-        top = lid_u - band
-        upper = (gy >= top) & (gy <= lid_u + shift_u)
-        map_y = np.where(upper, top + (gy - top) * band / (band + shift_u), map_y)
-        # Lower: rows [lid_l - shift_l, lid_l + band] show rows [lid_l, lid_l + band], stretched.
-        bottom = lid_l + band
-        lower = (gy >= lid_l - shift_l) & (gy <= bottom) & ~upper
-        map_y = np.where(lower, bottom - (bottom - gy) * band / (band + shift_l), map_y)
-        map_x = np.broadcast_to(np.arange(w, dtype=np.float32), (h, w))
-        hwc = np.ascontiguousarray(window.transpose(1, 2, 0))
-        slid = cv2.remap(hwc, map_x, map_y.astype(np.float32), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        return slid.transpose(2, 0, 1)
-
-    def warped_openings(self, field: np.ndarray) -> np.ndarray:
-        """(S, S) float32 in [0, 1]: where the warp ``field`` shows the eyes' changed pixels (their openings
-        and lash lines) in the target, for the full-resolution paste."""
-        g = field.shape[0]
-        nodes = np.arange(self.size, dtype=np.float32) * ((g - 1) / (self.size - 1))
-        gx, gy = np.meshgrid(nodes, nodes)
-        unit = cv2.remap(field, gx, gy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        px = (unit + 1.0) * (self.size / 2.0) - 0.5
-        return cv2.remap(self._changed, px[..., 0], px[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                         borderValue=0)
+        return np.hstack([to_patch[:, :2] @ back, offset[:, None]])

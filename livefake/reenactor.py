@@ -23,6 +23,7 @@ from livefake.eyes import EyeLayers
 from livefake.generator import GeneratorInputs, image_to_tensor
 from livefake.landmarks import FaceLandmarks, LandmarkDetector
 from livefake.mouth import MouthGeometry, MouthInputs, fill_open_mouth
+from livefake.openings import SlidingOpening, warp_mask
 from livefake.provenance import Provenance, ProvenanceConfig
 from livefake.retarget import Motion, RetargetConfig, Retargeter
 from livefake.shading import ShadingConfig, ShadingTransfer
@@ -50,9 +51,10 @@ class ReenactConfig:
 class FramePlan:
     """What the CPU stages decided for one frame, ready for the generator: whether the driver's face was
     found, the motion, the share of it the fold guard kept, the (G, G, 2) warp field, the source crop with
-    the irises where this frame's gaze puts them ((3, S, S) float32), the mouth inputs, the (H, H, 3) shading
-    gain on the source crop, where the target shows the eyes' changed pixels (for the full-resolution paste
-    only, else None) and the stage times so far (ms)."""
+    the irises where this frame's gaze puts them and the lids and lips the warp leaves apart slid shut
+    ((3, S, S) float32), the mouth inputs, the (H, H, 3) shading gain on the source crop, where the target
+    shows the pixels so changed (for the full-resolution paste only, else None) and the stage times so far
+    (ms)."""
 
     face_found: bool
     motion: Motion
@@ -61,7 +63,7 @@ class FramePlan:
     source: np.ndarray
     mouth: MouthInputs
     shading: np.ndarray
-    eye_mask: np.ndarray | None
+    changed: np.ndarray | None
     timings_ms: dict[str, float]
 
 
@@ -103,6 +105,10 @@ class Reenactor:
         # The eyes' layers: every frame, the irises are laid into the eyeball where the gaze puts them.
         self.eyes = EyeLayers(fill_open_mouth(source.crop, source.points) if shut else source.crop, source.points,
                               patch_size=max(16, size // 8))
+        # Lips the warp leaves apart where the target shuts them are slid together (livefake.openings).
+        self.lips = SlidingOpening([fr.LIPS_INNER[0], *(p[0] for p in fr.LIPS_INNER_PAIRS), fr.LIPS_INNER[10]],
+                                   [fr.LIPS_INNER[0], *(p[1] for p in fr.LIPS_INNER_PAIRS), fr.LIPS_INNER[10]],
+                                   source.points, size)
         self._source_tensor: tuple[np.ndarray | None, torch.Tensor | None] = (None, None)
         self._source_stats = self._mouth_skin_stats(source.points, source.crop)
 
@@ -158,10 +164,14 @@ class Reenactor:
         field, kept, target = self.warp.solve(motion.target)
         # The interior is cut from this very frame, so at this frame's own (unsmoothed) landmarks.
         mouth = self.mouth.inputs(target, None if face is None else face.points, driver_rgb)
-        source = self.eyes.place(target, field)
-        eye_mask = self.eyes.warped_openings(field) if self.config.full_resolution else None
+        with_eyes = self.eyes.place(target, field)
+        source = self.lips.close(with_eyes, target, field)
+        changed = None
+        if self.config.full_resolution:  # the paste takes what was changed here from the crop
+            changed = warp_mask(field, self.eyes.changed if source is with_eyes
+                                else np.maximum(self.eyes.changed, self.lips.region()))
         timings = {"geometry": (time.perf_counter() - start) * 1000}
-        return FramePlan(face is not None, motion, kept, field, source, mouth, shading, eye_mask, timings)
+        return FramePlan(face is not None, motion, kept, field, source, mouth, shading, changed, timings)
 
     def render(self, plan: FramePlan) -> FrameResult:
         """Generator and paste-back for a :meth:`plan`: the output frame."""
@@ -181,7 +191,7 @@ class Reenactor:
         """The paste-back stage alone: the photo-sized frame with ``crop`` blended in, then the badge and
         the watermark (:mod:`livefake.provenance`)."""
         if self.config.full_resolution:
-            inside = plan.mouth.mask if plan.eye_mask is None else np.maximum(plan.mouth.mask, plan.eye_mask)
+            inside = plan.mouth.mask if plan.changed is None else np.maximum(plan.mouth.mask, plan.changed)
             frame = self.compositor.paste(crop, plan.field, inside, plan.shading)
         else:
             frame = self.compositor.paste(crop)

@@ -10,8 +10,9 @@ import pytest
 from conftest import prepared
 
 from livefake import face_regions as fr
-from livefake.eyes import EYES, IRIS_SPAN, CoveredEye, EyeLayers, iris_circle
+from livefake.eyes import EYES, IRIS_SPAN, EyeLayers, iris_circle
 from livefake.landmarks import FaceLandmarks, LandmarkDetector
+from livefake.openings import SlidingOpening
 from livefake.provenance import ProvenanceConfig
 from livefake.reenactor import ReenactConfig, Reenactor
 from livefake.scripted_motion import pose_face, script
@@ -108,22 +109,24 @@ def test_eyes_behind_dark_glasses_keep_their_pixels():
 def test_sliding_the_lids_moves_each_lash_line_in_once_and_shuts_the_opening():
     """A drawn eye 12 px wide: skin, upper lash line on row 8, white on rows 9-12, lower lash line on row 13.
     Slid by 2.5 px each way, the lids meet: no white is left, and each lash line is drawn once, moved in."""
-    h, w = 24, 12
-    column = np.full(h, 0.8)
+    size = 24
+    column = np.full(size, 0.8)
     column[8], column[9:13], column[13] = 0.0, 1.0, 0.1
-    window = np.broadcast_to(column[None, :, None], (3, h, w)).astype(np.float32).copy()
-    opening = np.zeros((h, w), np.float32)
-    opening[9:13] = 1.0
-    lid = np.stack([np.linspace(0.0, 11.0, 9), np.zeros(9)], axis=1)
-    eye = CoveredEye(0, np.zeros((8, 8, 4), np.float32), np.zeros((5, 2)), 0, 0, opening,
-                     lid + [0.0, 8.0], lid + [0.0, 13.0])
+    crop = np.broadcast_to(column[None, :, None], (3, size, size)).astype(np.float32).copy()
+    points = np.zeros((18, 2))
+    points[:9, 0] = points[9:, 0] = np.linspace(0.0, 11.0, 9)
+    points[:9, 1], points[9:, 1] = 8.0, 13.0
+    lids = SlidingOpening(list(range(9)), list(range(9, 18)), points, size)
     shift = np.full(9, 2.5)
     shift[[0, -1]] = 0.0
-    middle = EyeLayers.slide_lids(eye, window, shift, shift)[0][:, 4:8].mean(axis=1)
-    assert middle[9:13].max() < 0.9  # the white is covered ...
+    window = crop[:, lids.top:lids.bottom, lids.left:lids.right]
+    middle = np.full(size, np.nan)
+    middle[lids.top:lids.bottom] = lids.slide(window, shift, shift)[0][:, 4:8].mean(axis=1)
+    assert np.nanmax(middle[9:13]) < 0.9  # the white is covered ...
     dark = np.flatnonzero(middle < 0.4)
     assert 9 <= dark.min() and dark.max() <= 12 and np.ptp(dark) <= 2  # ... by the lash lines, moved in, met
-    assert np.allclose(middle[:6], 0.8, atol=1e-3) and np.allclose(middle[16:], 0.8, atol=1e-3)  # far skin stays
+    far = np.r_[middle[lids.top:5], middle[17:lids.bottom]]
+    assert np.allclose(far, 0.8, atol=1e-3)  # skin far from the lids stays
 
 
 def test_the_painted_out_eyeball_shows_white_where_the_iris_was():
