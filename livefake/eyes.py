@@ -178,11 +178,6 @@ class EyeLayers:
                                         y0, x0, opening[y0:y1, x0:x1].astype(np.float32), lids))
         self.covered = (any(e.index == 0 for e in self.eyes), any(e.index == 1 for e in self.eyes))
         self._eyeball_chw = np.ascontiguousarray(self.eyeball.transpose(2, 0, 1), dtype=np.float32) / 255.0
-        # Where the per-frame source may differ from the photo (around the openings, the skin the lids
-        # bring along), for the full-resolution paste, which must take these pixels from the crop.
-        self.changed = np.zeros((size, size), np.float32)
-        for eye in self.eyes:
-            np.maximum(self.changed, eye.lids.region(), out=self.changed)
         self._last: tuple[np.ndarray, np.ndarray] | None = None  # (what placed it, the source it gave)
 
     def place(self, target: np.ndarray, field: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ left: the skin over each one is stretched by that much, so its edge (the lash li
 where the warp will show the target's. Before the generator warps the source, so it needs no new input.
 
 A :class:`SlidingOpening` holds one opening of the source crop; :func:`warp_mask` carries a source-space
-mask through the warp (the full-resolution paste must take what changed here from the crop).
+mask through the warp (the full-resolution paste takes what the source crop changed from the crop).
 """
 
 from __future__ import annotations
@@ -71,16 +71,18 @@ class SlidingOpening:
         shift_u = np.interp(x, self.upper[order_u, 0], up[order_u], left=0.0, right=0.0)
         shift_l = np.interp(x, self.lower[order_l, 0], down[order_l], left=0.0, right=0.0)
         band = np.maximum(line_l - line_u, 1.0)
+        band_u = np.clip(np.minimum(band, line_u), 1e-3, None)  # within the window (the crop's edge)
+        band_l = np.clip(np.minimum(band, h - 1.0 - line_l), 1e-3, None)
         gy = np.arange(h, dtype=np.float64)[:, None]
         map_y = gy.repeat(w, axis=1)
         # Upper: rows [line_u - band, line_u + shift_u] show rows [line_u - band, line_u], stretched.
-        top = line_u - band
+        top = line_u - band_u
         upper = (gy >= top) & (gy <= line_u + shift_u)
-        map_y = np.where(upper, top + (gy - top) * band / (band + shift_u), map_y)
+        map_y = np.where(upper, top + (gy - top) * band_u / (band_u + shift_u), map_y)
         # Lower: rows [line_l - shift_l, line_l + band] show rows [line_l, line_l + band], stretched.
-        bottom = line_l + band
+        bottom = line_l + band_l
         lower = (gy >= line_l - shift_l) & (gy <= bottom) & ~upper
-        map_y = np.where(lower, bottom - (bottom - gy) * band / (band + shift_l), map_y)
+        map_y = np.where(lower, bottom - (bottom - gy) * band_l / (band_l + shift_l), map_y)
         map_x = np.broadcast_to(np.arange(w, dtype=np.float32), (h, w))
         hwc = np.ascontiguousarray(window.transpose(1, 2, 0))
         slid = cv2.remap(hwc, map_x, map_y.astype(np.float32), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
@@ -90,19 +92,12 @@ class SlidingOpening:
         """``source`` ((3, S, S) float32) with this opening slid shut by what the warp leaves open for
         ``target``: ``source`` itself when nothing is (it is never written to), else a new array."""
         up, down = self.shortfall(target, field)
-        if not (up.any() or down.any()):
+        if not (up.any() or down.any()) or self.top >= self.bottom or self.left >= self.right:
             return source
         out = source.copy()
         window = out[:, self.top:self.bottom, self.left:self.right]
         window[:] = self.slide(window, up, down)
         return out
-
-    def region(self) -> np.ndarray:
-        """(S, S) float32: 1 over the window this opening may change, softened at its edge."""
-        mask = np.zeros((self.size, self.size), np.float32)
-        mask[self.top:self.bottom, self.left:self.right] = 1.0
-        return cv2.GaussianBlur(mask, (0, 0), 0.7)
-
 
 def warp_mask(field: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """(S, S) float32: where the warp ``field`` ((G, G, 2), :class:`~livefake.warp.WarpSolver`) shows the

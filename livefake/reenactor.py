@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from types import TracebackType
 
+import cv2
 import numpy as np
 import torch
 
@@ -110,6 +111,7 @@ class Reenactor:
                                    [fr.LIPS_INNER[0], *(p[1] for p in fr.LIPS_INNER_PAIRS), fr.LIPS_INNER[10]],
                                    source.points, size)
         self._source_tensor: tuple[np.ndarray | None, torch.Tensor | None] = (None, None)
+        self._crop_chw = np.ascontiguousarray(source.crop.transpose(2, 0, 1), dtype=np.float32) / 255.0
         self._source_stats = self._mouth_skin_stats(source.points, source.crop)
 
     def _mouth_skin_stats(self, points: np.ndarray, crop: np.ndarray) -> torch.Tensor:
@@ -164,12 +166,12 @@ class Reenactor:
         field, kept, target = self.warp.solve(motion.target)
         # The interior is cut from this very frame, so at this frame's own (unsmoothed) landmarks.
         mouth = self.mouth.inputs(target, None if face is None else face.points, driver_rgb)
-        with_eyes = self.eyes.place(target, field)
-        source = self.lips.close(with_eyes, target, field)
+        source = self.lips.close(self.eyes.place(target, field), target, field)
         changed = None
-        if self.config.full_resolution:  # the paste takes what was changed here from the crop
-            changed = warp_mask(field, self.eyes.changed if source is with_eyes
-                                else np.maximum(self.eyes.changed, self.lips.region()))
+        if self.config.full_resolution:  # the paste takes from the crop whatever differs from the photo here
+            differs = (np.abs(source - self._crop_chw).max(axis=0) > 0.5 / 255).astype(np.uint8)
+            changed = warp_mask(field, cv2.GaussianBlur(cv2.dilate(differs, np.ones((3, 3), np.uint8))
+                                                        .astype(np.float32), (0, 0), 0.7))
         timings = {"geometry": (time.perf_counter() - start) * 1000}
         return FramePlan(face is not None, motion, kept, field, source, mouth, shading, changed, timings)
 
@@ -201,8 +203,8 @@ class Reenactor:
     def generator_inputs(self, plan: FramePlan) -> GeneratorInputs:
         """The generator's tensors for a :meth:`plan` (batch 1, float32, on the CPU)."""
         mouth = plan.mouth
-        # The same source array as the last frame's (the gaze did not move) gives the same tensor, which a
-        # GPU backend then does not upload again.
+        # The same source array as the last frame's (eyes and lips as they were) gives the same tensor, which
+        # a GPU backend then does not upload again.
         if self._source_tensor[0] is not plan.source:
             self._source_tensor = (plan.source, torch.from_numpy(plan.source)[None])
         source = self._source_tensor[1]

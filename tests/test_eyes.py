@@ -7,7 +7,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from conftest import prepared
+from conftest import clip_frames, prepared
 
 from livefake import face_regions as fr
 from livefake.eyes import EYES, IRIS_SPAN, EyeLayers, iris_circle
@@ -127,6 +127,34 @@ def test_sliding_the_lids_moves_each_lash_line_in_once_and_shuts_the_opening():
     assert 9 <= dark.min() and dark.max() <= 12 and np.ptp(dark) <= 2  # ... by the lash lines, moved in, met
     far = np.r_[middle[lids.top:5], middle[17:lids.bottom]]
     assert np.allclose(far, 0.8, atol=1e-3)  # skin far from the lids stays
+
+
+def test_an_opening_the_warp_leaves_as_the_target_asks_is_not_touched():
+    """The identity field on the photo's own landmarks leaves every opening as it is: no shortfall, and the
+    source comes back as the same, unwritten array; the lips of o_mouth.jpg shut at rest do slide, into a
+    new array."""
+    from livefake.warp import WarpSolver
+
+    for photo in ("astronaut.png", "o_mouth.jpg"):
+        source = prepared(photo)
+        identity = WarpSolver(source.points, 256).identity
+        crop = np.ascontiguousarray(source.crop.transpose(2, 0, 1), dtype=np.float32) / 255.0
+        kept = crop.copy()
+        for _, _, pairs, corners in EYES:
+            lids = SlidingOpening([corners[0], *(p[0] for p in pairs), corners[1]],
+                                  [corners[0], *(p[1] for p in pairs), corners[1]], source.points, 256)
+            up, down = lids.shortfall(source.points, identity)
+            assert not up.any() and not down.any()
+            assert lids.close(crop, source.points, identity) is crop
+    with Reenactor(prepared("o_mouth.jpg"), PLAIN) as r:
+        frame = clip_frames("glasses.mp4", 1)[0]
+        r.plan_frame(frame, 0.0)
+        plan = r.plan_frame(frame, 1 / 30)
+        with_eyes = r.eyes.place(plan.motion.target, plan.field)
+        before = with_eyes.copy()
+        shut = r.lips.close(with_eyes, plan.motion.target, plan.field)
+    assert shut is not with_eyes and np.array_equal(with_eyes, before)
+    np.testing.assert_array_equal(crop, kept)
 
 
 def test_the_painted_out_eyeball_shows_white_where_the_iris_was():
