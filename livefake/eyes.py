@@ -42,6 +42,7 @@ _MIN_IRIS_SHOWN = 0.25  # of the iris disc, or the eye keeps its warped pixels
 # dark glasses or in deep shadow there is no iris to move (the shared photos and the clips' first frames:
 # 12 to 137).
 _MIN_WHITE_CONTRAST = 8.0
+_LUMA = np.array([0.299, 0.587, 0.114])
 
 
 def iris_circle(points: np.ndarray, iris: tuple[int, ...]) -> tuple[np.ndarray, float]:
@@ -84,48 +85,44 @@ def complete_iris(patch: np.ndarray, visible: np.ndarray, radius_px: float, edge
     return np.clip(rgba + 0.5, 0, 255).astype(np.uint8)
 
 
-def white_contrast(crop: np.ndarray, inside: np.ndarray, centre: np.ndarray, reach: float) -> float:
-    """Luma levels by which the white of an eye (the brighter half of its opening ``inside`` beyond
-    ``reach`` pixels of the iris ``centre``) is brighter than the iris of ``crop`` ((S, S, 3) uint8);
-    0 where the opening shows no white."""
+def white_and_iris(crop: np.ndarray, inside: np.ndarray, centre: np.ndarray,
+                   reach: float) -> tuple[np.ndarray, float] | None:
+    """The colour (3,) of the white of an eye in ``crop`` ((S, S, 3) uint8): the brighter half of its opening
+    ``inside`` ((S, S) bool) beyond ``reach`` pixels of the iris ``centre`` (the rest: lashes, shadow,
+    corners); and the iris's mean luma (within ``reach``). None where hardly any white or iris shows."""
     ys, xs = np.nonzero(inside)
-    luma = crop[ys, xs].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    colours = crop[ys, xs].astype(np.float64)
+    luma = colours @ _LUMA
     near = np.hypot(xs - centre[0], ys - centre[1]) <= reach
-    white = luma[~near]
-    if len(white) < 4 or not near.any():
-        return 0.0
-    return float(white[white >= np.median(white)].mean() - luma[near].mean())
+    if (~near).sum() < 4 or not near.any():
+        return None
+    white = luma[~near] >= np.median(luma[~near])
+    return colours[~near][white].mean(axis=0), float(luma[near].mean())
 
 
-def paint_out_iris(crop: np.ndarray, inside: np.ndarray, centre: np.ndarray, reach: float) -> bool:
+def paint_out_iris(crop: np.ndarray, inside: np.ndarray, centre: np.ndarray, reach: float,
+                   white: np.ndarray) -> None:
     """Replace, in place, what lies within ``reach`` pixels of ``centre`` (the iris, its rim and a pixel
     blended with it) inside the eye's opening ``inside`` ((S, S) bool) of ``crop`` ((S, S, 3) uint8) by
     the white of the eye: each row by the line between the white just left and just right of it, a row
-    with none beside it by the white's colour. False (nothing changed) where no white shows at all."""
+    with none beside it by the ``white`` colour ((3,), :func:`white_and_iris`)."""
     size = crop.shape[0]
     ys, xs = np.nonzero(inside)
     near = np.hypot(xs - centre[0], ys - centre[1]) <= reach
-    white = crop[ys[~near], xs[~near]].astype(np.float64)
-    if len(white) < 4:
-        return False
-    # The white is the brighter part of what shows beside the iris (the rest: lashes, shadow, corners).
-    luma = white @ np.array([0.299, 0.587, 0.114])
-    sclera = white[luma >= np.median(luma)].mean(axis=0)
     fill = {}
     for y in np.unique(ys[near]):
         cols = xs[near & (ys == y)]
         xl, xr = int(cols.min()), int(cols.max())
         left = [x for x in (xl - 1, xl - 2) if x >= 0 and inside[y, x]]
         right = [x for x in (xr + 1, xr + 2) if x < size and inside[y, x]]
-        a = crop[y, left].mean(axis=0) if left else sclera
-        b = crop[y, right].mean(axis=0) if right else sclera
+        a = crop[y, left].mean(axis=0) if left else white
+        b = crop[y, right].mean(axis=0) if right else white
         t = ((np.arange(xl, xr + 1) - xl + 1) / (xr - xl + 2))[:, None]
         fill[y] = (xl, (1 - t) * a + t * b)
     for y, (xl, row) in fill.items():
         cols = np.arange(xl, xl + len(row))
         keep = inside[y, cols] & (np.hypot(cols - centre[0], y - centre[1]) <= reach)
         crop[y, xl:xl + len(row)][keep] = np.clip(row[keep] + 0.5, 0, 255).astype(np.uint8)
-    return True
 
 
 @dataclass(frozen=True)
@@ -166,12 +163,11 @@ class EyeLayers:
             visible = _inside(view.apply(points[list(contour), :2]), patch_size)
             reach = radius + _RIM
             rgba = complete_iris(view.cut(crop), visible, reach * view.scale, view.scale)
-            if rgba is None or white_contrast(crop, opening, centre, reach) < _MIN_WHITE_CONTRAST:
+            seen = white_and_iris(crop, opening, centre, reach)
+            if rgba is None or seen is None or seen[0] @ _LUMA - seen[1] < _MIN_WHITE_CONTRAST:
                 continue
-            if not paint_out_iris(self.eyeball, opening, centre, reach):
-                continue
-            lids = SlidingOpening([corners[0], *(p[0] for p in pairs), corners[1]],
-                                  [corners[0], *(p[1] for p in pairs), corners[1]], points, size)
+            paint_out_iris(self.eyeball, opening, centre, reach, seen[0])
+            lids = SlidingOpening.across(pairs, corners, points, size)
             ys, xs = np.nonzero(opening)
             y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
             self.eyes.append(CoveredEye(k, rgba.astype(np.float32) / 255.0, view.apply(points[list(iris), :2]),

@@ -42,6 +42,13 @@ class SlidingOpening:
         self.bottom = min(int(np.ceil(self.lower[:, 1].max() + gap)) + 3, size)
         self.right = min(int(np.ceil(xs.max())) + 1, size)
 
+    @classmethod
+    def across(cls, pairs: tuple[tuple[int, int], ...], corners: tuple[int, int], points: np.ndarray,
+               size: int) -> SlidingOpening:
+        """The opening between the (upper, lower) landmark ``pairs`` across it, from one corner to the other."""
+        return cls([corners[0], *(p[0] for p in pairs), corners[1]], [corners[0], *(p[1] for p in pairs), corners[1]],
+                   points, size)
+
     def shortfall(self, target: np.ndarray, field: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """How far (crop pixels, at each point of the upper and the lower line) the warp ``field`` shows the
         source's opening beyond the target's ((478, 2+) ``target`` landmarks): where the target's upper line

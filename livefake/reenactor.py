@@ -107,10 +107,9 @@ class Reenactor:
         self.eyes = EyeLayers(fill_open_mouth(source.crop, source.points) if shut else source.crop, source.points,
                               patch_size=max(16, size // 8))
         # Lips the warp leaves apart where the target shuts them are slid together (livefake.openings).
-        self.lips = SlidingOpening([fr.LIPS_INNER[0], *(p[0] for p in fr.LIPS_INNER_PAIRS), fr.LIPS_INNER[10]],
-                                   [fr.LIPS_INNER[0], *(p[1] for p in fr.LIPS_INNER_PAIRS), fr.LIPS_INNER[10]],
-                                   source.points, size)
-        self._source_tensor: tuple[np.ndarray | None, torch.Tensor | None] = (None, None)
+        self.lips = SlidingOpening.across(fr.LIPS_INNER_PAIRS, (fr.LIPS_INNER[0], fr.LIPS_INNER[10]),
+                                          source.points, size)
+        self._source_tensor: tuple[np.ndarray, torch.Tensor] | None = None  # the last source array, as a tensor
         self._crop_chw = np.ascontiguousarray(source.crop.transpose(2, 0, 1), dtype=np.float32) / 255.0
         self._source_stats = self._mouth_skin_stats(source.points, source.crop)
 
@@ -205,12 +204,10 @@ class Reenactor:
         mouth = plan.mouth
         # The same source array as the last frame's (eyes and lips as they were) gives the same tensor, which
         # a GPU backend then does not upload again.
-        if self._source_tensor[0] is not plan.source:
+        if self._source_tensor is None or self._source_tensor[0] is not plan.source:
             self._source_tensor = (plan.source, torch.from_numpy(plan.source)[None])
-        source = self._source_tensor[1]
-        assert source is not None
         return GeneratorInputs(
-            source=source,
+            source=self._source_tensor[1],
             warp_field=torch.from_numpy(plan.field)[None],
             mouth_patch=image_to_tensor(mouth.patch),
             mouth_affine=torch.from_numpy(mouth.affine)[None],

@@ -141,8 +141,7 @@ def test_an_opening_the_warp_leaves_as_the_target_asks_is_not_touched():
         crop = np.ascontiguousarray(source.crop.transpose(2, 0, 1), dtype=np.float32) / 255.0
         kept = crop.copy()
         for _, _, pairs, corners in EYES:
-            lids = SlidingOpening([corners[0], *(p[0] for p in pairs), corners[1]],
-                                  [corners[0], *(p[1] for p in pairs), corners[1]], source.points, 256)
+            lids = SlidingOpening.across(pairs, corners, source.points, 256)
             up, down = lids.shortfall(source.points, identity)
             assert not up.any() and not down.any()
             assert lids.close(crop, source.points, identity) is crop
