@@ -1,7 +1,8 @@
 """Colour match: Reinhard mean/std transfer in CIE LAB, in torch (differentiable, exportable to ONNX).
 
 ``rgb_to_lab`` / ``lab_to_rgb`` follow sRGB with a D65 white; ``masked_lab_stats`` measures a region;
-``reinhard_transfer`` moves an image's statistics from one region's onto another's.
+``reinhard_transfer`` moves an image's statistics from one region's onto another's; ``relight_transfer``
+does so for a surface seen under another light (the mouth interior moved from the driver's face to the photo).
 """
 
 from __future__ import annotations
@@ -79,6 +80,22 @@ def reinhard_transfer(lab: torch.Tensor, from_stats: torch.Tensor, to_stats: tor
     mu_f, sd_f = from_stats[:, 0, :, None, None], from_stats[:, 1, :, None, None]
     mu_t, sd_t = to_stats[:, 0, :, None, None], to_stats[:, 1, :, None, None]
     return (lab - mu_f) * (sd_t / sd_f) + mu_t
+
+
+def relight_transfer(lab: torch.Tensor, from_stats: torch.Tensor, to_stats: torch.Tensor,
+                     max_gain: float = 2.0) -> torch.Tensor:
+    """Map LAB values seen in the light of a region with statistics ``from_stats`` (B, 2, 3) into the light
+    of one with ``to_stats``: colour (a, b) by :func:`reinhard_transfer`; lightness so that whatever was k
+    times darker than the region stays k times darker.
+
+    A change of light multiplies luminance Y, and L = 116 Y^(1/3) - 16, so it multiplies L + 16 by one
+    factor, the ratio of the regions' L + 16 (at most ``max_gain`` either way: 8 times the light). Reinhard's
+    shift by the mean keeps the difference in L instead: a mouth 15 L darker than a dim face's skin came out
+    15 L darker than a bright photo's skin, pale grey where it should read dark."""
+    matched = reinhard_transfer(lab, from_stats, to_stats)
+    ratio = (to_stats[:, 0, 0] + 16.0) / (from_stats[:, 0, 0] + 16.0)
+    gain = ratio.clamp(1.0 / max_gain, max_gain)[:, None, None, None]
+    return torch.cat([(lab[:, 0:1] + 16.0) * gain - 16.0, matched[:, 1:]], dim=1)
 
 
 class ReinhardMatch(torch.nn.Module):

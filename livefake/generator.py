@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from livefake.color import lab_to_rgb, masked_lab_stats, reinhard_transfer, rgb_to_lab
+from livefake.color import lab_to_rgb, masked_lab_stats, relight_transfer, rgb_to_lab
 
 
 class GeneratorInputs(NamedTuple):
@@ -54,7 +54,7 @@ def reenact_crop(inputs: GeneratorInputs, axis: torch.Tensor) -> torch.Tensor:
     warped = F.grid_sample(lit, field, mode="bilinear", padding_mode="border", align_corners=False)
     patch_lab = rgb_to_lab(inputs.mouth_patch)
     skin_stats = masked_lab_stats(patch_lab, inputs.patch_skin)
-    matched = reinhard_transfer(patch_lab, skin_stats, inputs.source_stats)
+    matched = relight_transfer(patch_lab, skin_stats, inputs.source_stats)
     # The skin's colour cast carries over to the interior in proportion to its lightness: a dark mouth
     # shifted by the full skin chroma difference turns blue or green.
     light = (patch_lab[:, 0:1] / skin_stats[:, 0, 0, None, None, None].clamp_min(1.0)).clamp(0.0, 1.0)
