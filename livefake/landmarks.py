@@ -59,12 +59,15 @@ class FaceLandmarks:
     ``points``: (478, 3) float32 in pixels of the analysed image: x right, y down, z depth in the
     same pixel units as x (MediaPipe's normalised z times the image width; smaller is nearer).
     ``faces_found``: how many faces the detector saw; ``points`` belongs to the largest.
+    ``steady``: (478,) bool, the points that :mod:`livefake.point_tracking` steadied by the flow (the
+    retargeter does not smooth them again); ``None``: MediaPipe's points as they came.
     """
 
     points: np.ndarray
     image_width: int
     image_height: int
     faces_found: int = 1
+    steady: np.ndarray | None = None
 
     def outside_fraction(self) -> float:
         """Fraction of the 478 points that lie outside the image (a face cut by the edge)."""

@@ -34,7 +34,8 @@ from livefake.capture import FrameSource
 from livefake.errors import LivefakeError
 from livefake.frame_queue import LatestQueue
 from livefake.frame_stamp import copy_stamp, read_stamp, write_stamp
-from livefake.landmarks import FaceLandmarks, LandmarkDetector
+from livefake.landmarks import FaceLandmarks
+from livefake.point_tracking import DriverLandmarks
 from livefake.reenactor import FramePlan, ReenactConfig, Reenactor
 from livefake.retarget import Motion
 from livefake.sinks import Sink
@@ -125,7 +126,7 @@ class LivePipeline:
         self.preview = preview
         self.reenactors = [Reenactor(s, self.config.reenact) for s in sources]
         self.output_size = sources[0].photo.shape[1], sources[0].photo.shape[0]
-        self.detector = LandmarkDetector(video=True)
+        self.detector = DriverLandmarks(self.config.reenact.tracking)
         depth = self.config.queue_depth
         backend = self.reenactors[0].backend
         self.geometry_thread = (self.config.geometry_thread if self.config.geometry_thread is not None
@@ -279,6 +280,7 @@ class LivePipeline:
             self._reset_requested = False
             for r in self.reenactors:
                 r.reset_reference()
+            self.detector.tracker.reset()  # the flow cannot carry points across a mirroring
         if self.mirror:
             frame.driver = np.ascontiguousarray(frame.driver[:, ::-1])
         frame.face = self.detector.detect(frame.driver)

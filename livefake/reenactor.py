@@ -22,9 +22,10 @@ from livefake.color import masked_lab_stats, rgb_to_lab
 from livefake.compositor import Compositor
 from livefake.eyes import EyeLayers
 from livefake.generator import GeneratorInputs, image_to_tensor
-from livefake.landmarks import FaceLandmarks, LandmarkDetector
+from livefake.landmarks import FaceLandmarks
 from livefake.mouth import MouthGeometry, MouthInputs, fill_open_mouth
 from livefake.openings import SlidingOpening, warp_mask
+from livefake.point_tracking import DriverLandmarks, PointTrackingConfig
 from livefake.provenance import Provenance, ProvenanceConfig
 from livefake.retarget import Motion, RetargetConfig, Retargeter
 from livefake.shading import ShadingConfig, ShadingTransfer
@@ -44,6 +45,8 @@ class ReenactConfig:
     # sharper where the face is larger than the crop, about 3 ms more per frame on the CPU.
     full_resolution: bool = False
     backend: BackendConfig = field(default_factory=BackendConfig)
+    # The driver's skin points steadied by the optical flow between frames (livefake.point_tracking).
+    tracking: PointTrackingConfig = field(default_factory=PointTrackingConfig)
     # The badge and invisible watermark every output frame carries (livefake.provenance).
     provenance: ProvenanceConfig = field(default_factory=ProvenanceConfig)
 
@@ -89,7 +92,7 @@ class Reenactor:
         self.source = source
         size = source.transform.size
         self.size = size
-        self.detector: LandmarkDetector | None = None
+        self.detector: DriverLandmarks | None = None
         self._closed = False
         self.retargeter = Retargeter(source, self.config.retarget)
         self.warp = WarpSolver(source.points, size, self.config.warp)
@@ -133,7 +136,7 @@ class Reenactor:
         if self._closed:
             raise RuntimeError("Reenactor is closed")
         if self.detector is None:
-            self.detector = LandmarkDetector(video=True)
+            self.detector = DriverLandmarks(self.config.tracking)
         start = time.perf_counter()
         face = self.detector.detect(driver_rgb)
         return face, (time.perf_counter() - start) * 1000

@@ -56,7 +56,7 @@ def test_pixels_far_from_the_face_are_unchanged_and_a_still_driver_gives_a_still
     src = prepared("astronaut.png")
     first = clip_frames("mouth_open.mp4", 1)[0]
     with Reenactor(src) as r:
-        outs = [r.process(first, i / 30).frame for i in range(20)]
+        outs = [r.process(first, i / 30).frame for i in range(45)]
         x0, y0, x1, y1 = r.compositor.box
         background = r.marked_photo  # the photo with its badge and watermark, as every output frame has
     outside = np.ones(src.photo.shape[:2], bool)
@@ -65,8 +65,10 @@ def test_pixels_far_from_the_face_are_unchanged_and_a_still_driver_gives_a_still
     for out in outs:
         assert np.array_equal(out[outside], background[outside])
     assert 0 < np.abs(background.astype(int) - src.photo).mean() < 3  # the mark is there, and faint
-    # Tracking settles within a few frames; after that a still driver gives a still output.
-    assert max(np.abs(o.astype(int) - outs[5]).mean() for o in outs[5:]) < 0.15  # of 255 levels
+    # Tracking settles: after a few frames a still driver's output moves by hundredths of a level from one
+    # frame to the next (the steadied points glide onto MediaPipe's), and after a second it is still.
+    assert max(np.abs(outs[i].astype(int) - outs[i - 1]).mean() for i in range(5, len(outs))) < 0.05
+    assert max(np.abs(o.astype(int) - outs[30]).mean() for o in outs[30:]) < 0.1  # of 255 levels
 
 
 def test_face_lost_mid_clip_holds_then_recovers_without_black_or_jumps():
