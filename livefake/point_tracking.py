@@ -66,7 +66,7 @@ class PointTracker:
         """Forget the last frame: the next face is taken as MediaPipe gives it."""
         self._gray: np.ndarray | None = None
         self._points: np.ndarray | None = None  # (478, 3) shown on the last frame, frame pixels
-        self._region: tuple[int, int, int, int, float] | None = None  # x0, y0, x1, y1, scale
+        self._region: tuple[int, int, int, int, int, int] | None = None  # x0, y0, x1, y1 and the size cut
 
     def update(self, face: FaceLandmarks | None, rgb: np.ndarray) -> FaceLandmarks | None:
         """``face`` (MediaPipe's landmarks of ``rgb``) with its skin points steadied; ``None`` stays None
@@ -90,13 +90,13 @@ class PointTracker:
         self._gray, self._points = gray, points
         return replace(face, points=points.astype(np.float32), steady=steady)
 
-    def _face_region(self, points: np.ndarray, shape: tuple[int, ...]) -> tuple[int, int, int, int, float]:
-        """The face's box with a margin for the motion to the next frame, and the scale that fits it into
+    def _face_region(self, points: np.ndarray, shape: tuple[int, ...]) -> tuple[int, int, int, int, int, int]:
+        """The face's box with a margin for the motion to the next frame, and its size scaled to fit
         ``max_side``: the last one while the face keeps a tenth of its size inside it and fills most of it."""
         low, high = points[:, :2].min(axis=0), points[:, :2].max(axis=0)
         size = float((high - low).max())
         if self._region is not None:
-            x0, y0, x1, y1, _ = self._region
+            x0, y0, x1, y1, _, _ = self._region
             inner = 0.1 * size
             if (low >= (x0 + inner, y0 + inner)).all() and (high <= (x1 - inner, y1 - inner)).all() \
                     and max(x1 - x0, y1 - y0) < 1.8 * size:
@@ -104,24 +104,25 @@ class PointTracker:
         margin = 0.2 * size
         x0, y0 = (max(0, int(v)) for v in low - margin)
         x1, y1 = min(shape[1], int(high[0] + margin) + 1), min(shape[0], int(high[1] + margin) + 1)
-        side = max(x1 - x0, y1 - y0, 1)
-        return x0, y0, max(x1, x0 + 1), max(y1, y0 + 1), min(1.0, self.config.max_side / side)
+        x1, y1 = max(x1, x0 + 1), max(y1, y0 + 1)
+        scale = min(1.0, self.config.max_side / max(x1 - x0, y1 - y0))
+        return x0, y0, x1, y1, max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale))
 
     @staticmethod
-    def _cut(rgb: np.ndarray, region: tuple[int, int, int, int, float]) -> np.ndarray:
-        x0, y0, x1, y1, scale = region
+    def _cut(rgb: np.ndarray, region: tuple[int, int, int, int, int, int]) -> np.ndarray:
+        x0, y0, x1, y1, width, height = region
         gray = cv2.cvtColor(np.ascontiguousarray(rgb[y0:y1, x0:x1]), cv2.COLOR_RGB2GRAY)
-        if scale < 1.0:
-            gray = cv2.resize(gray, (max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale))),
-                              interpolation=cv2.INTER_AREA)
+        if gray.shape != (height, width):
+            gray = cv2.resize(gray, (width, height), interpolation=cv2.INTER_AREA)
         return gray
 
     def _flow(self, before: np.ndarray, after: np.ndarray, xy: np.ndarray,
-              region: tuple[int, int, int, int, float]) -> tuple[np.ndarray, np.ndarray]:
+              region: tuple[int, int, int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
         """Where the flow carries frame-pixel points ``xy`` (N, 2) from ``before`` to ``after`` (both cut
         by ``region``), and which it followed."""
-        x0, y0, _, _, scale = region
-        # INTER_AREA's pixel centres: region pixel (x + 0.5) * scale - 0.5
+        x0, y0, x1, y1, width, height = region
+        scale = np.array([width / (x1 - x0), height / (y1 - y0)])
+        # The resized pixel centres: region pixel (x + 0.5) * scale - 0.5
         local = ((xy - (x0, y0) + 0.5) * scale - 0.5).astype(np.float32).reshape(-1, 1, 2)
         if before.shape != after.shape:
             return xy.copy(), np.zeros(len(xy), bool)

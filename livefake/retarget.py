@@ -1,11 +1,11 @@
 """Motion retargeting: the driver's motion against its neutral reference, applied to the source.
 
 The driver's landmarks are smoothed (One-Euro; only those that :mod:`livefake.point_tracking` did not
-steady already: lips, eyes, irises, and any skin point the flow lost), then split by a similarity fit on rigid points into
-head pose (rotation, scale, shift) and expression (what is left once pose is removed). Expression is
-carried into the source's head frame and added to the source's own landmarks; eyelids follow the
-driver's lid gap as a ratio, lips are kept from crossing; pose is clamped to what a 2-D warp can show
-and applied about the source's head centre.
+steady already: lips, eyes, irises, the outline, and any skin point the flow lost), then split by a
+similarity fit on rigid points into head pose (rotation, scale, shift) and expression (what is left once
+pose is removed). Expression is carried into the source's head frame and added to the source's own
+landmarks; eyelids follow the driver's lid gap as a ratio, lips are kept from crossing; pose is clamped
+to what a 2-D warp can show and applied about the source's head centre.
 """
 
 from __future__ import annotations
