@@ -180,6 +180,7 @@ class WarpSolver:
         self.identity = self.nodes.reshape(self.grid_size, self.grid_size, 2).astype(np.float32)
         self._nodes32 = self.nodes.astype(np.float32)
         self._axis32 = axis.astype(np.float32)
+        self._anchor_kernel = self._kernel(self._anchors)
         self.num_controls = len(CONTROL_LANDMARKS) + len(_OPENING_PAIRS) + len(self._ring_src) + len(self._anchors)
         self._triangles, self._source_areas = self._face_mesh()
         self._level = 0  # the smoothing level the last frame needed (see solve)
@@ -270,6 +271,15 @@ class WarpSolver:
         rhs = np.zeros((n + 3, 2))
         rhs[:n] = values
         coef = np.linalg.solve(a, rhs).astype(np.float32)
+        # The border anchors come last and never move: their kernel at the nodes is computed once.
+        fixed = len(self._anchors) if np.array_equal(centres[n - len(self._anchors):], self._anchors) else 0
+        out = self._kernel(centres[: n - fixed]) @ coef[: n - fixed] + coef[n] + self._nodes32 @ coef[n + 1:]
+        if fixed:
+            out += self._anchor_kernel @ coef[n - fixed: n]
+        return out.reshape(self.grid_size, self.grid_size, 2)
+
+    def _kernel(self, centres: np.ndarray) -> np.ndarray:
+        """(G*G, N) float32 thin-plate kernel r^2 log r^2 from every field node to every centre."""
         c32 = centres.astype(np.float32)
         # The grid is separable: squared distances from each node row and column to each centre, then one
         # broadcast sum gives all (G, G, N) of them (3x faster than the expanded product form).
@@ -279,8 +289,7 @@ class WarpSolver:
         np.maximum(d2, 1e-12, out=d2)
         u = np.log(d2)
         u *= d2
-        out = u.reshape(-1, n) @ coef[:n] + coef[n] + self._nodes32 @ coef[n + 1:]
-        return out.reshape(self.grid_size, self.grid_size, 2)
+        return u.reshape(-1, len(centres))
 
     def solve(self, target: np.ndarray, min_margin: float = 0.02) -> tuple[np.ndarray, float, np.ndarray]:
         """Coarse backward field for ``target`` ((478, 3) crop pixels), how much of the motion it keeps,
