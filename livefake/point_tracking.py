@@ -13,8 +13,8 @@ Lips, eyelids and irises change their look as they open and shut, which the flow
 face's outline lies on its silhouette: as the head turns it slides over the skin, and the flow there
 follows the hair or background behind it (steadied, it dragged talking.mp4's head roll 2 frames late
 and a fifth short). These keep MediaPipe's points (and the retargeter's One-Euro smoothing, which skips
-the steadied ones). A point whose flow is lost, or lands farther than ``max_gap`` from MediaPipe's,
-takes MediaPipe's.
+the steadied ones). A point whose flow is lost, or lands farther than ``max_gap`` from MediaPipe's, is
+carried by MediaPipe's own motion for that frame (and smoothed by the retargeter) instead of jumping.
 """
 
 from __future__ import annotations
@@ -26,11 +26,15 @@ import numpy as np
 
 from livefake import face_regions as fr
 from livefake.landmarks import FaceLandmarks, LandmarkDetector
+from livefake.warp import CONTROL_LANDMARKS
 
 # Points whose look changes with the expression (the lips, the eyes' lids, the irises) and the outline.
 _UNTRACKED = frozenset(fr.LIPS_INNER) | frozenset(fr.LIPS_OUTER) | frozenset(fr.RIGHT_EYE) \
     | frozenset(fr.LEFT_EYE) | frozenset(fr.RIGHT_IRIS) | frozenset(fr.LEFT_IRIS) | frozenset(fr.FACE_OVAL)
-TRACKED = np.array([i not in _UNTRACKED for i in range(478)])
+# Of the other skin points, those the later stages read: the warp's spline centres (the shading's too)
+# and the rigid points the head pose is fitted to. The rest of the mesh changes no output, and following
+# it too would cost the flow four times as much (80 points instead of 360).
+TRACKED = np.array([i in (set(CONTROL_LANDMARKS) | set(fr.RIGID)) - _UNTRACKED for i in range(478)])
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,8 @@ class PointTracker:
         """Forget the last frame: the next face is taken as MediaPipe gives it."""
         self._gray: np.ndarray | None = None
         self._points: np.ndarray | None = None  # (478, 3) shown on the last frame, frame pixels
-        self._region: tuple[int, int, int, int, int, int] | None = None  # x0, y0, x1, y1 and the size cut
+        self._measured: np.ndarray | None = None  # (478, 3) MediaPipe's on the last frame
+        self._region: _Region | None = None  # where the flow looks
 
     def update(self, face: FaceLandmarks | None, rgb: np.ndarray) -> FaceLandmarks | None:
         """``face`` (MediaPipe's landmarks of ``rgb``) with its skin points steadied; ``None`` stays None
@@ -74,64 +79,107 @@ class PointTracker:
         if face is None or not self.config.enabled:
             self.reset()
             return face
-        points = face.points.astype(np.float64)
+        measured = face.points.astype(np.float64)
+        points = measured.copy()
         steady = np.zeros(len(points), bool)
         gray = None
-        if self._points is not None and self._region is not None and self._gray is not None:
-            gray = self._cut(rgb, self._region)
-            carried, ok = self._flow(self._gray, gray, self._points[TRACKED, :2], self._region)
-            gap = np.linalg.norm(carried - points[TRACKED, :2], axis=1)
-            steady[TRACKED] = ok & (gap < self.config.max_gap * fr.interocular(points))
-            mp = points[steady, :2]
-            points[steady, :2] = carried[steady[TRACKED]] + self.config.gain * (mp - carried[steady[TRACKED]])
+        if self._points is not None and self._measured is not None and self._region is not None \
+                and self._gray is not None:
+            gray = self._region.cut(rgb)
+            last = self._points[TRACKED, :2]
+            carried, ok = self._flow(self._gray, gray, last, self._region)
+            mp = measured[TRACKED, :2]
+            trusted = ok & (np.linalg.norm(carried - mp, axis=1) < self.config.max_gap * fr.interocular(measured))
+            # Where the flow is lost, MediaPipe's own motion carries the point instead: it then glides onto
+            # MediaPipe's point as the others do, rather than jumping there (up to max_gap), and is left to
+            # the retargeter's smoothing.
+            carried[~trusted] = last[~trusted] + mp[~trusted] - self._measured[TRACKED, :2][~trusted]
+            points[TRACKED, :2] = carried + self.config.gain * (mp - carried)
+            steady[TRACKED] = trusted
         region = self._face_region(points, rgb.shape)
         if region != self._region or gray is None:  # the region holds while the face stays well inside it
-            self._region, gray = region, self._cut(rgb, region)
-        self._gray, self._points = gray, points
+            self._region, gray = region, region.cut(rgb)
+        self._gray, self._points, self._measured = gray, points, measured
         return replace(face, points=points.astype(np.float32), steady=steady)
 
-    def _face_region(self, points: np.ndarray, shape: tuple[int, ...]) -> tuple[int, int, int, int, int, int]:
-        """The face's box with a margin for the motion to the next frame, and its size scaled to fit
-        ``max_side``: the last one while the face keeps a tenth of its size inside it and fills most of it."""
+    def _face_region(self, points: np.ndarray, shape: tuple[int, ...]) -> _Region:
+        """The face's box with a margin for the motion to the next frame, brought within ``max_side``: the
+        last one while the face keeps a tenth of its size inside it and fills most of it."""
         low, high = points[:, :2].min(axis=0), points[:, :2].max(axis=0)
         size = float((high - low).max())
         if self._region is not None:
-            x0, y0, x1, y1, _, _ = self._region
-            inner = 0.1 * size
-            if (low >= (x0 + inner, y0 + inner)).all() and (high <= (x1 - inner, y1 - inner)).all() \
-                    and max(x1 - x0, y1 - y0) < 1.8 * size:
-                return self._region
+            last, inner = self._region, 0.1 * size
+            inside = bool((low >= (last.x0 + inner, last.y0 + inner)).all()
+                          and (high <= (last.x1 - inner, last.y1 - inner)).all())
+            if inside and max(last.x1 - last.x0, last.y1 - last.y0) < 1.8 * size:
+                return last
         margin = 0.2 * size
         x0, y0 = (max(0, int(v)) for v in low - margin)
         x1, y1 = min(shape[1], int(high[0] + margin) + 1), min(shape[0], int(high[1] + margin) + 1)
-        x1, y1 = max(x1, x0 + 1), max(y1, y0 + 1)
-        scale = min(1.0, self.config.max_side / max(x1 - x0, y1 - y0))
-        return x0, y0, x1, y1, max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale))
+        return _Region.within(x0, y0, max(x1, x0 + 1), max(y1, y0 + 1), self.config.max_side)
 
-    @staticmethod
-    def _cut(rgb: np.ndarray, region: tuple[int, int, int, int, int, int]) -> np.ndarray:
-        x0, y0, x1, y1, width, height = region
-        gray = cv2.cvtColor(np.ascontiguousarray(rgb[y0:y1, x0:x1]), cv2.COLOR_RGB2GRAY)
-        if gray.shape != (height, width):
-            gray = cv2.resize(gray, (width, height), interpolation=cv2.INTER_AREA)
-        return gray
-
-    def _flow(self, before: np.ndarray, after: np.ndarray, xy: np.ndarray,
-              region: tuple[int, int, int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    def _flow(self, before: np.ndarray, after: np.ndarray, xy: np.ndarray, region: _Region
+              ) -> tuple[np.ndarray, np.ndarray]:
         """Where the flow carries frame-pixel points ``xy`` (N, 2) from ``before`` to ``after`` (both cut
         by ``region``), and which it followed."""
-        x0, y0, x1, y1, width, height = region
-        scale = np.array([width / (x1 - x0), height / (y1 - y0)])
-        # The resized pixel centres: region pixel (x + 0.5) * scale - 0.5
-        local = ((xy - (x0, y0) + 0.5) * scale - 0.5).astype(np.float32).reshape(-1, 1, 2)
         if before.shape != after.shape:
             return xy.copy(), np.zeros(len(xy), bool)
         size = (self.config.window, self.config.window)
+        local = region.to_local(xy).astype(np.float32).reshape(-1, 1, 2)
         moved, status, _ = cv2.calcOpticalFlowPyrLK(before, after, local, None, winSize=size,
                                                    maxLevel=self.config.levels, criteria=self._criteria)
-        inside = (moved[:, 0] >= 0).all(axis=1) & (moved[:, 0, 0] < after.shape[1]) & (moved[:, 0, 1] < after.shape[0])
-        back = (moved.reshape(-1, 2).astype(np.float64) + 0.5) / scale - 0.5 + (x0, y0)
-        return back, status.reshape(-1).astype(bool) & inside
+        moved = moved.reshape(-1, 2)
+        inside = (moved >= 0).all(axis=1) & (moved[:, 0] < after.shape[1]) & (moved[:, 1] < after.shape[0])
+        return region.to_frame(moved.astype(np.float64)), status.reshape(-1).astype(bool) & inside
+
+
+@dataclass(frozen=True)
+class _Region:
+    """Where the flow looks: the face's box (x0, y0)-(x1, y1) in frame pixels, halved ``halvings`` times
+    (cv2.pyrDown: a Gaussian, then every other pixel; a tenth of the time of an area resize) and then
+    resized to (``width``, ``height``)."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    halvings: int
+    width: int
+    height: int
+
+    @classmethod
+    def within(cls, x0: int, y0: int, x1: int, y1: int, max_side: int) -> _Region:
+        side = max(x1 - x0, y1 - y0)
+        halvings = 0
+        while side >= max_side * 2 ** (halvings + 1):
+            halvings += 1
+        scale = min(1.0, max_side / side)
+        return cls(x0, y0, x1, y1, halvings, max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale)))
+
+    def _halved(self) -> np.ndarray:
+        """(width, height) after the halvings (pyrDown rounds odd sides up)."""
+        size = np.array([self.x1 - self.x0, self.y1 - self.y0])
+        for _ in range(self.halvings):
+            size = (size + 1) // 2
+        return size
+
+    def cut(self, rgb: np.ndarray) -> np.ndarray:
+        gray = cv2.cvtColor(rgb[self.y0:self.y1, self.x0:self.x1], cv2.COLOR_RGB2GRAY)
+        for _ in range(self.halvings):
+            gray = cv2.pyrDown(gray)
+        if gray.shape != (self.height, self.width):
+            gray = cv2.resize(gray, (self.width, self.height), interpolation=cv2.INTER_LINEAR)
+        return gray
+
+    def to_local(self, xy: np.ndarray) -> np.ndarray:
+        """Frame pixels to the cut's: pyrDown centres pixel i on pixel 2i of the level below it, the resize
+        maps pixel centres as (x + 0.5) * scale - 0.5."""
+        scale = np.array([self.width, self.height]) / self._halved()
+        return ((xy - (self.x0, self.y0)) / 2 ** self.halvings + 0.5) * scale - 0.5
+
+    def to_frame(self, local: np.ndarray) -> np.ndarray:
+        scale = np.array([self.width, self.height]) / self._halved()
+        return ((local + 0.5) / scale - 0.5) * 2 ** self.halvings + (self.x0, self.y0)
 
 
 class DriverLandmarks:

@@ -3,12 +3,13 @@ still, no drift from MediaPipe while the head turns, lips and eyes left as Media
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 from conftest import clip_frames
 
 from livefake import face_regions as fr
 from livefake.landmarks import LandmarkDetector
-from livefake.point_tracking import TRACKED, PointTracker, PointTrackingConfig
+from livefake.point_tracking import TRACKED, PointTracker, PointTrackingConfig, _Region
 from livefake.retarget import euler_from_rotation, head_pose
 
 
@@ -67,6 +68,23 @@ def test_the_steadied_points_turn_the_head_as_mediapipe_sees_it():
         lagged = [np.corrcoef(before[: len(before) - lag, k], after[lag:, k])[0, 1] for lag in range(4)]
         assert lagged[0] > 0.98 and int(np.argmax(lagged)) == 0
         assert np.ptp(after[:, k]) > 0.85 * np.ptp(before[:, k])
+
+
+def test_the_flow_recovers_a_known_shift_in_frame_pixels():
+    """A textured frame moved by (3.5, -2.25) px: the flow, run on the face region halved and resized to
+    at most 128 px, reports that shift in the frame's own pixels (the mapping there and back is exact)."""
+    rng = np.random.default_rng(0)
+    texture = cv2.GaussianBlur((rng.random((480, 480)) * 255).astype(np.uint8), (0, 0), 3)
+    before = cv2.cvtColor(texture, cv2.COLOR_GRAY2RGB)
+    after = cv2.warpAffine(before, np.float32([[1, 0, 3.5], [0, 1, -2.25]]), (480, 480),
+                           borderMode=cv2.BORDER_REFLECT)
+    region = _Region.within(40, 30, 380, 400, PointTrackingConfig().max_side)
+    assert region.halvings == 1 and max(region.width, region.height) == 128
+    points = np.array([[150.0, 150.0], [200.0, 250.0], [250.0, 180.0], [320.0, 330.0]])
+    np.testing.assert_allclose(region.to_frame(region.to_local(points)), points, atol=1e-9)
+    moved, followed = PointTracker()._flow(region.cut(before), region.cut(after), points, region)
+    assert followed.all()
+    np.testing.assert_allclose(moved - points, np.tile([3.5, -2.25], (4, 1)), atol=0.25)
 
 
 def test_a_lost_face_starts_the_flow_over():
