@@ -2,7 +2,8 @@
 
 ``rgb_to_lab`` / ``lab_to_rgb`` follow sRGB with a D65 white; ``masked_lab_stats`` measures a region;
 ``reinhard_transfer`` moves an image's statistics from one region's onto another's; ``relight_transfer``
-does so for a surface seen under another light (the mouth interior moved from the driver's face to the photo).
+carries a surface into another light: colour as Reinhard's, lightness by the ratio of the regions' mean
+lightness (the mouth interior moved from the driver's face to the photo).
 """
 
 from __future__ import annotations

@@ -59,8 +59,9 @@ class FaceLandmarks:
     ``points``: (478, 3) float32 in pixels of the analysed image: x right, y down, z depth in the
     same pixel units as x (MediaPipe's normalised z times the image width; smaller is nearer).
     ``faces_found``: how many faces the detector saw; ``points`` belongs to the largest.
-    ``steady``: (478,) bool, the points that :mod:`livefake.point_tracking` steadied by the flow (the
-    retargeter does not smooth them again); ``None``: MediaPipe's points as they came.
+    ``steady``: (478,) bool, the points that :mod:`livefake.point_tracking` filtered (carried by the flow,
+    or by MediaPipe's motion where the flow was lost; the retargeter does not smooth them again);
+    ``None``: MediaPipe's points as they came.
     """
 
     points: np.ndarray

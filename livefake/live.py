@@ -136,6 +136,7 @@ class LivePipeline:
                                                        if self.geometry_thread or name != "geometry"}
         self.active = 0
         self.mirror = self.config.mirror
+        self._tracked_mirror = self.mirror  # the mirroring the landmarks thread last tracked through
         self.passthrough = False
         self._reset_requested = False
         self._switch_to: int | None = None
@@ -280,8 +281,11 @@ class LivePipeline:
             self._reset_requested = False
             for r in self.reenactors:
                 r.reset_reference()
-            self.detector.tracker.reset()  # the flow cannot carry points across a mirroring
-        if self.mirror:
+        mirror = self.mirror  # read once: the key may flip it meanwhile
+        if mirror != self._tracked_mirror:  # the flow cannot carry points across a mirroring
+            self.detector.tracker.reset()
+            self._tracked_mirror = mirror
+        if mirror:
             frame.driver = np.ascontiguousarray(frame.driver[:, ::-1])
         frame.face = self.detector.detect(frame.driver)
         if frame.face is None:

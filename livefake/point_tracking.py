@@ -12,9 +12,9 @@ smoothing filter.
 Lips, eyelids and irises change their look as they open and shut, which the flow cannot follow, and the
 face's outline lies on its silhouette: as the head turns it slides over the skin, and the flow there
 follows the hair or background behind it (steadied, it dragged talking.mp4's head roll 2 frames late
-and a fifth short). These keep MediaPipe's points (and the retargeter's One-Euro smoothing, which skips
-the steadied ones). A point whose flow is lost, or lands farther than ``max_gap`` from MediaPipe's, is
-carried by MediaPipe's own motion for that frame (and smoothed by the retargeter) instead of jumping.
+and a fifth short). These keep MediaPipe's points and the retargeter's One-Euro smoothing (which skips the
+followed ones: they are filtered here). A point whose flow is lost, or lands farther than ``max_gap``
+from MediaPipe's, is carried by MediaPipe's own motion for that frame instead of jumping onto its point.
 """
 
 from __future__ import annotations
@@ -40,9 +40,10 @@ TRACKED = np.array([i in (set(CONTROL_LANDMARKS) | set(fr.RIGID)) - _UNTRACKED f
 @dataclass(frozen=True)
 class PointTrackingConfig:
     """``enabled``: steady the driver's skin points by the flow; ``gain``: the share of the way to
-    MediaPipe's point taken each frame (1: MediaPipe alone); ``max_side``: the face region is scaled to at
-    most this side for the flow; ``window``, ``levels``: Lucas-Kanade window (px) and pyramid levels;
-    ``max_gap``: farther than this from MediaPipe's point (interocular distances) the flow is not trusted."""
+    MediaPipe's point taken each frame (1: MediaPipe's points, left unsmoothed); ``max_side``: the face
+    region is scaled to at most this side for the flow; ``window``, ``levels``: Lucas-Kanade window (px)
+    and pyramid levels; ``max_gap``: farther than this from MediaPipe's point (interocular distances) the
+    flow is not trusted."""
 
     enabled: bool = True
     gain: float = 0.1
@@ -72,12 +73,16 @@ class PointTracker:
         self._points: np.ndarray | None = None  # (478, 3) shown on the last frame, frame pixels
         self._measured: np.ndarray | None = None  # (478, 3) MediaPipe's on the last frame
         self._region: _Region | None = None  # where the flow looks
+        self._frame_shape: tuple[int, ...] | None = None
+        self.held = 0.0  # the share of the followed points the flow held on the last frame
 
     def update(self, face: FaceLandmarks | None, rgb: np.ndarray) -> FaceLandmarks | None:
         """``face`` (MediaPipe's landmarks of ``rgb``) with its skin points steadied; ``None`` stays None
         and starts over."""
+        if face is None or not self.config.enabled or rgb.shape != self._frame_shape:
+            self.reset()  # a new frame size (another camera mode) starts over too
+            self._frame_shape = rgb.shape
         if face is None or not self.config.enabled:
-            self.reset()
             return face
         measured = face.points.astype(np.float64)
         points = measured.copy()
@@ -91,11 +96,11 @@ class PointTracker:
             mp = measured[TRACKED, :2]
             trusted = ok & (np.linalg.norm(carried - mp, axis=1) < self.config.max_gap * fr.interocular(measured))
             # Where the flow is lost, MediaPipe's own motion carries the point instead: it then glides onto
-            # MediaPipe's point as the others do, rather than jumping there (up to max_gap), and is left to
-            # the retargeter's smoothing.
+            # MediaPipe's point as the others do, rather than jumping there (up to max_gap).
             carried[~trusted] = last[~trusted] + mp[~trusted] - self._measured[TRACKED, :2][~trusted]
             points[TRACKED, :2] = carried + self.config.gain * (mp - carried)
-            steady[TRACKED] = trusted
+            steady[TRACKED] = True
+            self.held = float(trusted.mean())
         region = self._face_region(points, rgb.shape)
         if region != self._region or gray is None:  # the region holds while the face stays well inside it
             self._region, gray = region, region.cut(rgb)
@@ -114,9 +119,10 @@ class PointTracker:
             if inside and max(last.x1 - last.x0, last.y1 - last.y0) < 1.8 * size:
                 return last
         margin = 0.2 * size
-        x0, y0 = (max(0, int(v)) for v in low - margin)
-        x1, y1 = min(shape[1], int(high[0] + margin) + 1), min(shape[0], int(high[1] + margin) + 1)
-        return _Region.within(x0, y0, max(x1, x0 + 1), max(y1, y0 + 1), self.config.max_side)
+        # Within the frame, at least a pixel, even for a face MediaPipe places partly outside it.
+        x0, y0 = (int(np.clip(v, 0, n - 1)) for v, n in zip(low - margin, (shape[1], shape[0])))
+        x1, y1 = (int(np.clip(v + 1, x + 1, n)) for v, x, n in zip(high + margin, (x0, y0), (shape[1], shape[0])))
+        return _Region.within(x0, y0, x1, y1, self.config.max_side)
 
     def _flow(self, before: np.ndarray, after: np.ndarray, xy: np.ndarray, region: _Region
               ) -> tuple[np.ndarray, np.ndarray]:

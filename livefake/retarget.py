@@ -1,9 +1,9 @@
 """Motion retargeting: the driver's motion against its neutral reference, applied to the source.
 
-The driver's landmarks are smoothed (One-Euro; only those that :mod:`livefake.point_tracking` did not
-steady already: lips, eyes, irises, the outline, and any skin point the flow lost), then split by a
-similarity fit on rigid points into head pose (rotation, scale, shift) and expression (what is left once
-pose is removed). Expression is carried into the source's head frame and added to the source's own
+The driver's landmarks are smoothed (One-Euro; in x and y only those :mod:`livefake.point_tracking` did
+not filter already: lips, eyes, irises, the outline and the rest of the mesh no stage reads), then split
+by a similarity fit on rigid points into head pose (rotation, scale, shift) and expression (what is left
+once pose is removed). Expression is carried into the source's head frame and added to the source's own
 landmarks; eyelids follow the driver's lid gap as a ratio, lips are kept from crossing; pose is clamped
 to what a 2-D warp can show and applied about the source's head centre.
 """
@@ -169,9 +169,10 @@ class Retargeter:
             self._iod = fr.interocular(points)
             self._closing = self._mouth_closing()
         shape = points
-        if self.config.smoothing:  # One-Euro, on the points the flow did not steady already
-            smoothed = self._filter(points / self._iod, t) * self._iod
-            shape = smoothed if face.steady is None else np.where(face.steady[:, None], points, smoothed)
+        if self.config.smoothing:  # One-Euro, on what the point tracker did not filter already
+            shape = self._filter(points / self._iod, t) * self._iod
+            if face.steady is not None:  # x and y; its z stays MediaPipe's, so it is smoothed here
+                shape[face.steady, :2] = points[face.steady, :2]
         if self._lost_since is not None:  # face is back: blend from what was shown
             self._lost_since, self._back_since, self._back_from = None, t, self._shown
         if self._back_since is not None and self._back_from is not None:
