@@ -3,6 +3,8 @@ still, no drift from MediaPipe while the head turns, lips and eyes left as Media
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 from conftest import clip_frames
@@ -108,3 +110,20 @@ def test_a_lost_face_starts_the_flow_over():
     again = tracker.update(faces[2], frames[2])
     assert again is not None and again.steady is not None and not again.steady.any()
     np.testing.assert_array_equal(again.points, faces[2].points)
+
+
+def test_a_face_placed_past_the_frame_edge_is_tracked_without_error():
+    """MediaPipe can place a face leaving the frame partly, even wholly, outside it: the flow's region
+    stays inside the frame (it was cut empty, and OpenCV raised, ending a render)."""
+    frames = clip_frames("glasses.mp4", 2)
+    with LandmarkDetector(video=True) as detector:
+        face = detector.detect(frames[0])
+    assert face is not None
+    tracker = PointTracker()
+    for dx in (0.0, 300.0, 700.0, -700.0):  # the frames are 480 wide
+        moved = replace(face, points=face.points + np.float32([dx, 0, 0]))
+        for rgb in frames:
+            out = tracker.update(moved, rgb)
+            assert out is not None and np.isfinite(out.points).all()
+        region = tracker._region
+        assert region is not None and 0 <= region.x0 < region.x1 <= 480 and 0 <= region.y0 < region.y1 <= 480
