@@ -79,11 +79,12 @@ class PointTracker:
     def update(self, face: FaceLandmarks | None, rgb: np.ndarray) -> FaceLandmarks | None:
         """``face`` (MediaPipe's landmarks of ``rgb``) with its skin points steadied; ``None`` stays None
         and starts over."""
-        if face is None or not self.config.enabled or rgb.shape != self._frame_shape:
-            self.reset()  # a new frame size (another camera mode) starts over too
-            self._frame_shape = rgb.shape
         if face is None or not self.config.enabled:
+            self.reset()
             return face
+        if rgb.shape != self._frame_shape:  # a new frame size (another camera mode) starts over
+            self.reset()
+            self._frame_shape = rgb.shape
         measured = face.points.astype(np.float64)
         points = measured.copy()
         steady = np.zeros(len(points), bool)
@@ -127,9 +128,7 @@ class PointTracker:
     def _flow(self, before: np.ndarray, after: np.ndarray, xy: np.ndarray, region: _Region
               ) -> tuple[np.ndarray, np.ndarray]:
         """Where the flow carries frame-pixel points ``xy`` (N, 2) from ``before`` to ``after`` (both cut
-        by ``region``), and which it followed."""
-        if before.shape != after.shape:
-            return xy.copy(), np.zeros(len(xy), bool)
+        by ``region``, so of one size), and which it followed."""
         size = (self.config.window, self.config.window)
         local = region.to_local(xy).astype(np.float32).reshape(-1, 1, 2)
         moved, status, _ = cv2.calcOpticalFlowPyrLK(before, after, local, None, winSize=size,

@@ -100,8 +100,8 @@ def test_the_face_region_maps_frame_pixels_exactly_and_the_flow_recovers_a_known
     np.testing.assert_allclose(moved - points, np.tile([3.5, -2.25], (4, 1)), atol=0.25)
 
 
-def test_a_lost_face_starts_the_flow_over():
-    frames = clip_frames("glasses.mp4", 3)
+def test_a_lost_face_or_a_new_frame_size_starts_the_flow_over():
+    frames = clip_frames("glasses.mp4", 4)
     tracker = PointTracker()
     with LandmarkDetector(video=True) as detector:
         faces = [detector.detect(f) for f in frames]
@@ -110,6 +110,12 @@ def test_a_lost_face_starts_the_flow_over():
     again = tracker.update(faces[2], frames[2])
     assert again is not None and again.steady is not None and not again.steady.any()
     np.testing.assert_array_equal(again.points, faces[2].points)
+    # The same face in a frame padded to another size (another camera mode): MediaPipe's points again.
+    taller = np.pad(frames[3], ((0, 40), (0, 0), (0, 0)))
+    resized = tracker.update(faces[3], taller)
+    assert resized is not None and resized.steady is not None and not resized.steady.any()
+    followed = tracker.update(faces[3], taller)
+    assert followed is not None and followed.steady is not None and followed.steady.any()
 
 
 def test_a_face_placed_past_the_frame_edge_is_tracked_without_error():
