@@ -88,6 +88,56 @@ def fill_open_mouth(crop: np.ndarray, points: np.ndarray) -> np.ndarray:
     return cv2.inpaint(crop, mask, max(3.0, 0.02 * crop.shape[0]), cv2.INPAINT_TELEA)
 
 
+def opening_aspect(inner: np.ndarray) -> float:
+    """Height over width of a mouth opening, from its inner-lip contour ((20, 2+) in ``LIPS_INNER`` order):
+    the middle pairs' mean gap over the corners' distance."""
+    upper, lower = inner[2:9, :2], inner[18:11:-1, :2]
+    width = float(np.linalg.norm(inner[10, :2] - inner[0, :2]))
+    return float(np.linalg.norm(lower - upper, axis=1).mean()) / max(width, 1e-6)
+
+
+STRETCH_KEEP = 0.35  # of the driver's opening, at each lip, shown at its own scale when it is stretched
+
+
+def stretch_opening(patch: np.ndarray, skin: np.ndarray, inner_px: np.ndarray,
+                    factor: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The driver's mouth patch with its opening made ``factor`` times taller, and its inner lips there.
+
+    A target opening taller for its width than the driver's would otherwise stretch the whole interior:
+    teeth and tongue drawn half again their height, a tongue that reads as lip (MediaPipe, reading the
+    output, placed the lower lip above the target's the wider the target opened). Here the upper lip stays,
+    the lower lip and all below it move down, the band of the opening along each lip (teeth, tongue)
+    keeps its own scale and the middle of the cavity takes the stretch, as it does when a jaw drops.
+    ``patch`` (M, M, 3) is cut square to the eye line, so "down" is +y; ``skin`` (M, M), the ring whose
+    colour is matched, moves with it; ``inner_px`` (20, 2) in patch pixels, ``LIPS_INNER`` order (corner,
+    upper lip, corner, lower lip). Returns the patch, the skin ring and the inner lips."""
+    factor = float(np.clip(factor, 1.0, 6.0))
+    if factor <= 1.01:
+        return patch, skin, inner_px
+    m = patch.shape[0]
+    upper = inner_px[:11]  # corner to corner along the upper lip
+    lower = inner_px[[10, *range(11, 20), 0]]  # the same corners, the lower lip between them
+    xs = np.arange(m, dtype=np.float32)
+    ou, ol = np.argsort(upper[:, 0]), np.argsort(lower[:, 0])
+    y_up = np.interp(xs, upper[ou, 0], upper[ou, 1])
+    y_low = np.interp(xs, lower[ol, 0], lower[ol, 1])
+    gap = np.maximum(y_low - y_up, 0.0)  # 0 beyond the corners, where both lips end at the corner's height
+    new_gap = factor * gap
+    y = np.arange(m, dtype=np.float32)[:, None]
+    v = (y - y_up) / np.maximum(new_gap, 1e-6)  # place across the new opening
+    keep = STRETCH_KEEP
+    top, bottom = factor * v, 1.0 - factor * (1.0 - v)
+    middle = keep + (v - keep / factor) * (1.0 - 2 * keep) / (1.0 - 2 * keep / factor)
+    u = np.maximum(np.minimum(top, middle), bottom)
+    src_y = np.where(y < y_up, y, np.where(v > 1.0, y - (new_gap - gap), y_up + u * gap)).astype(np.float32)
+    map_x = np.broadcast_to(xs[None, :], (m, m)).astype(np.float32)
+    stretched = cv2.remap(patch, map_x, src_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    skin = cv2.remap(skin, map_x, src_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    moved = inner_px.copy()
+    moved[11:20, 1] += (factor - 1.0) * np.interp(inner_px[11:20, 0], xs, gap)
+    return stretched, skin, moved
+
+
 class MouthGeometry:
     """Builds :class:`MouthInputs` for one source. ``patch_size``: side of the driver patch."""
 
@@ -124,6 +174,8 @@ class MouthGeometry:
         tgt_unit = to_unit(target[_INNER_WITH_CORNERS], self.crop_size)
         if driver_points is not None and driver_rgb is not None:
             patch, lips_px, skin = self.cut_patch(driver_points, driver_rgb)
+            taller = opening_aspect(target[_INNER_WITH_CORNERS]) / opening_aspect(lips_px)
+            patch, skin, lips_px = stretch_opening(patch, skin, lips_px, taller)
             affine = fit_affine(tgt_unit, to_unit(lips_px, self.patch_size))
             self._last_driver = MouthInputs(patch, affine, mask, skin, 1.0)
             return self._last_driver

@@ -13,6 +13,7 @@ from livefake import face_regions as fr
 from livefake.color import ReinhardMatch, lab_to_rgb, masked_lab_stats, rgb_to_lab
 from livefake.generator import GeneratorInputs, ReenactmentGenerator, image_to_tensor, reenact_crop
 from livefake.landmarks import LandmarkDetector
+from livefake.mouth import STRETCH_KEEP, MouthGeometry, opening_aspect, stretch_opening
 from livefake.reenactor import Reenactor
 
 
@@ -78,6 +79,40 @@ def test_transplanted_interior_keeps_its_darkness_under_brighter_light():
         driver_ratio = (driver_mouth + 16) / (driver_skin + 16)
         assert driver_ratio < 0.7  # a dark mouth in the driver
         assert abs((out_mouth + 16) / (photo_skin + 16) / driver_ratio - 1) < 0.1
+
+
+def test_a_taller_target_opening_stretches_the_cavity_not_the_teeth():
+    """mouth_open.mp4 half open (frame 96): made 1.8 times taller, the driver's opening keeps the upper
+    lip and the band of teeth under it as they were, moves the lower lip and all below it down by the
+    added height, and says where its lower lip now is."""
+    frame = clip_frames("mouth_open.mp4", 97)[96]
+    with LandmarkDetector(video=False) as det:
+        points = det.detect(frame).points
+    geometry = MouthGeometry(points, 256, patch_size=64)
+    patch, inner, skin = geometry.cut_patch(points, frame)
+    factor = 1.8
+    tall, tall_skin, moved = stretch_opening(patch, skin, inner, factor)
+    assert opening_aspect(moved) == pytest.approx(factor * opening_aspect(inner), rel=0.05)
+    np.testing.assert_array_equal(moved[:11], inner[:11])  # the upper lip and corners stay
+    x = int(round(inner[5, 0]))  # the middle of the mouth: upper lip point 13 over lower lip point 14
+    top, bottom = inner[5, 1], inner[15, 1]
+    gap = bottom - top
+    assert gap > 3 and moved[15, 1] == pytest.approx(bottom + (factor - 1) * gap, abs=0.3)
+    column, stretched = patch[:, x].astype(float), tall[:, x].astype(float)
+    above = int(np.floor(top))
+    np.testing.assert_array_equal(stretched[:above], column[:above])  # above the opening: untouched
+    teeth = np.arange(int(np.ceil(top)), int(top + STRETCH_KEEP * gap))  # the band under the upper lip
+    assert np.abs(stretched[teeth] - column[teeth]).max() < 3
+    below = np.arange(int(np.ceil(bottom)) + 1, int(np.ceil(bottom)) + 8)  # the lower lip, moved down whole
+    shift = (factor - 1) * gap
+    tries = np.arange(shift - 1.5, shift + 1.5, 0.05)  # the shift that best explains the moved lip
+    errors = [np.abs(stretched[below] - np.stack([np.interp(below - t, np.arange(64), column[:, c])
+                                                  for c in range(3)], axis=1)).max() for t in tries]
+    assert abs(tries[int(np.argmin(errors))] - shift) < 0.3 and min(errors) < 6  # a steep lip edge: ~30 levels a pixel
+    assert tall_skin.shape == skin.shape and tall_skin[int(bottom + shift) + 10:, x].sum() > 0  # the skin ring follows
+    # Not taller: nothing changes.
+    same = stretch_opening(patch, skin, inner, 0.8)
+    assert same[0] is patch and same[2] is inner
 
 
 def test_identity_field_reproduces_the_source():
