@@ -174,7 +174,7 @@ class MouthGeometry:
         tgt_unit = to_unit(target[_INNER_WITH_CORNERS], self.crop_size)
         if driver_points is not None and driver_rgb is not None:
             patch, lips_px, skin = self.cut_patch(driver_points, driver_rgb)
-            taller = opening_aspect(target[_INNER_WITH_CORNERS]) / opening_aspect(lips_px)
+            taller = opening_aspect(target[_INNER_WITH_CORNERS]) / max(opening_aspect(lips_px), 1e-6)  # shut: 0
             patch, skin, lips_px = stretch_opening(patch, skin, lips_px, taller)
             affine = fit_affine(tgt_unit, to_unit(lips_px, self.patch_size))
             self._last_driver = MouthInputs(patch, affine, mask, skin, 1.0)

@@ -110,9 +110,15 @@ def test_a_taller_target_opening_stretches_the_cavity_not_the_teeth():
                                                   for c in range(3)], axis=1)).max() for t in tries]
     assert abs(tries[int(np.argmin(errors))] - shift) < 0.3 and min(errors) < 6  # a steep lip edge: ~30 levels a pixel
     assert tall_skin.shape == skin.shape and tall_skin[int(bottom + shift) + 10:, x].sum() > 0  # the skin ring follows
-    # Not taller: nothing changes.
+    # Not taller: nothing changes. A driver with its lips exactly together: nothing to stretch, no error.
     same = stretch_opening(patch, skin, inner, 0.8)
     assert same[0] is patch and same[2] is inner
+    shut = points.copy()
+    shut[[p[1] for p in fr.LIPS_INNER_PAIRS]] = shut[[p[0] for p in fr.LIPS_INNER_PAIRS]]
+    shut_patch, shut_inner, shut_skin = geometry.cut_patch(shut, frame)
+    np.testing.assert_array_equal(stretch_opening(shut_patch, shut_skin, shut_inner, 6.0)[0], shut_patch)
+    opened = MouthGeometry(points, 480, patch_size=64, shut=True).inputs(points, shut, frame)
+    assert opened.mask.max() > 0.9 and np.isfinite(opened.affine).all()
 
 
 def test_identity_field_reproduces_the_source():
