@@ -109,7 +109,10 @@ def test_a_taller_target_opening_stretches_the_cavity_not_the_teeth():
     errors = [np.abs(stretched[below] - np.stack([np.interp(below - t, np.arange(64), column[:, c])
                                                   for c in range(3)], axis=1)).max() for t in tries]
     assert abs(tries[int(np.argmin(errors))] - shift) < 0.3 and min(errors) < 6  # a steep lip edge: ~30 levels a pixel
-    assert tall_skin.shape == skin.shape and tall_skin[int(bottom + shift) + 10:, x].sum() > 0  # the skin ring follows
+    # The skin ring (whose colour is matched) moves down with the lower lip: its lower edge is the shifted one.
+    rows = np.arange(int(np.ceil(bottom + shift)) + 1, 64)
+    moved_ring = np.interp(rows - shift, np.arange(64), skin[:, x])
+    assert np.abs(tall_skin[rows, x] - moved_ring).max() < 0.05 < np.abs(tall_skin[rows, x] - skin[rows, x]).max()
     # Not taller: nothing changes. A driver with its lips exactly together: nothing to stretch, no error.
     same = stretch_opening(patch, skin, inner, 0.8)
     assert same[0] is patch and same[2] is inner
