@@ -67,7 +67,7 @@ def candidates(size: int, cache: Path, graphs: bool):
 
 
 # What a live frame sends anew: the motion's tensors, and the source crop (new whenever the eyes move).
-PER_FRAME = ("source", "warp_field", "mouth_patch", "mouth_affine", "mouth_mask", "patch_skin", "recolor", "shading")
+PER_FRAME = ("source", "warp_field", "mouth_patch", "mouth_affine", "mouth_mask", "driver_stats", "recolor", "shading")
 
 
 def measure(backend, inputs, reference: torch.Tensor, seconds: float) -> dict:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from livefake.color import lab_to_rgb, masked_lab_stats, relight_transfer, rgb_to_lab
+from livefake.color import lab_to_rgb, relight_transfer, rgb_to_lab
 
 
 class GeneratorInputs(NamedTuple):
@@ -23,8 +23,8 @@ class GeneratorInputs(NamedTuple):
 
     source (1, 3, S, S) in [0, 1]; warp_field (1, G, G, 2) backward map in [-1, 1], x then y;
     mouth_patch (1, 3, M, M) in [0, 1]; mouth_affine (1, 2, 3) crop coords to patch coords;
-    mouth_mask (1, 1, S, S) in [0, 1]; patch_skin (1, 1, M, M) in [0, 1];
-    source_stats (1, 2, 3) LAB mean and std of the source's skin around the lips; recolor (1, 1) in [0, 1];
+    mouth_mask (1, 1, S, S) in [0, 1]; driver_stats and source_stats (1, 2, 3) LAB mean and std of the
+    skin around the driver's lips (the patch's light) and the source's; recolor (1, 1) in [0, 1];
     shading (1, 3, H, H) gain on the source crop, any fixed H (1 everywhere: the photo's own light).
     """
 
@@ -33,7 +33,7 @@ class GeneratorInputs(NamedTuple):
     mouth_patch: torch.Tensor
     mouth_affine: torch.Tensor
     mouth_mask: torch.Tensor
-    patch_skin: torch.Tensor
+    driver_stats: torch.Tensor
     source_stats: torch.Tensor
     recolor: torch.Tensor
     shading: torch.Tensor
@@ -53,7 +53,7 @@ def reenact_crop(inputs: GeneratorInputs, axis: torch.Tensor) -> torch.Tensor:
     lit = inputs.source * F.interpolate(inputs.shading, size=(size, size), mode="bilinear", align_corners=False)
     warped = F.grid_sample(lit, field, mode="bilinear", padding_mode="border", align_corners=False)
     patch_lab = rgb_to_lab(inputs.mouth_patch)
-    skin_stats = masked_lab_stats(patch_lab, inputs.patch_skin)
+    skin_stats = inputs.driver_stats
     matched = relight_transfer(patch_lab, skin_stats, inputs.source_stats)
     # The skin's colour cast carries over to the interior in proportion to its lightness: a dark mouth
     # shifted by the full skin chroma difference turns blue or green.
@@ -84,12 +84,12 @@ class ReenactmentGenerator(torch.nn.Module):
         mouth_patch: torch.Tensor,
         mouth_affine: torch.Tensor,
         mouth_mask: torch.Tensor,
-        patch_skin: torch.Tensor,
+        driver_stats: torch.Tensor,
         source_stats: torch.Tensor,
         recolor: torch.Tensor,
         shading: torch.Tensor,
     ) -> torch.Tensor:
-        inputs = GeneratorInputs(source, warp_field, mouth_patch, mouth_affine, mouth_mask, patch_skin,
+        inputs = GeneratorInputs(source, warp_field, mouth_patch, mouth_affine, mouth_mask, driver_stats,
                                  source_stats, recolor, shading)
         return reenact_crop(inputs, self.axis)
 

@@ -2,8 +2,9 @@
 interior (teeth, tongue, shadow) is cut out, fitted into the target's inner-lip contour and recoloured
 to the source's lighting, as in "Bringing Portraits to Life" (Averbuch-Elor et al. 2017).
 
-This module holds the CPU geometry (polygon masks, the patch cut from the driver, the affine that lays
-it into the crop); the generator does the resampling and colour transfer as tensor operations.
+This module holds the CPU side (polygon masks, the patch cut from the driver, the affine that lays it
+into the crop, the colour statistics of the skin around the driver's lips); the generator does the
+resampling and colour transfer as tensor operations.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import cv2
 import numpy as np
 
 from livefake import face_regions as fr
-from livefake.source import square_view
+from livefake.source import CropTransform, square_view
 from livefake.warp import to_unit
 
 _INNER_WITH_CORNERS = list(fr.LIPS_INNER)
@@ -27,15 +28,27 @@ class MouthInputs:
     ``patch``: (M, M, 3) uint8 RGB around the driver's mouth (or the built-in interior);
     ``affine``: (2, 3) float32 from target-crop [-1, 1] coords to patch [-1, 1] coords;
     ``mask``: (S, S) float32 in [0, 1], the target opening times how far it exceeds the source's;
-    ``patch_skin``: (M, M) float32, skin around the driver's lips (for its colour statistics);
+    ``skin_stats``: (2, 3) float32, LAB mean and standard deviation of the skin around the driver's lips
+    (:meth:`MouthGeometry.skin_stats`; the lighting the patch was seen in);
     ``recolor``: 1.0 to match the driver's lighting to the source's, 0.0 to use the patch as it is.
     """
 
     patch: np.ndarray
     affine: np.ndarray
     mask: np.ndarray
-    patch_skin: np.ndarray
+    skin_stats: np.ndarray
     recolor: float
+
+
+# Sides of the views cut around a mouth, in mouth widths (corner to corner): the interior's patch holds the
+# opening and a little lip (at 2.2, where it also held the skin around the lips, a 64 px patch drew an
+# 86 px wide driver mouth at 29 px, below the 33-45 px of the photos' mouths in a 256 crop, and the tongue
+# read as lip); the skin's view holds the ring of skin around the lips, at a low resolution (its mean and
+# spread are all that is kept).
+INTERIOR_VIEW = 1.5
+SKIN_VIEW = 2.2
+SKIN_VIEW_SIZE = 32
+NEUTRAL_STATS = np.array([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]], np.float32)  # for an interior not recoloured
 
 
 def fit_affine(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -99,8 +112,7 @@ def opening_aspect(inner: np.ndarray) -> float:
 STRETCH_KEEP = 0.35  # of the driver's opening, at each lip, shown at its own scale when it is stretched
 
 
-def stretch_opening(patch: np.ndarray, skin: np.ndarray, inner_px: np.ndarray,
-                    factor: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def stretch_opening(patch: np.ndarray, inner_px: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
     """The driver's mouth patch with its opening made ``factor`` times taller, and its inner lips there.
 
     A target opening taller for its width than the driver's would otherwise stretch the whole interior:
@@ -108,12 +120,12 @@ def stretch_opening(patch: np.ndarray, skin: np.ndarray, inner_px: np.ndarray,
     output, placed the lower lip above the target's the wider the target opened). Here the upper lip stays,
     the lower lip and all below it move down, the band of the opening along each lip (teeth, tongue)
     keeps its own scale and the middle of the cavity takes the stretch, as it does when a jaw drops.
-    ``patch`` (M, M, 3) is cut square to the eye line, so "down" is +y; ``skin`` (M, M), the ring whose
-    colour is matched, moves with it; ``inner_px`` (20, 2) in patch pixels, ``LIPS_INNER`` order (corner,
-    upper lip, corner, lower lip). Returns the patch, the skin ring and the inner lips."""
+    ``patch`` (M, M, 3) is cut square to the eye line, so "down" is +y; ``inner_px`` (20, 2) in patch
+    pixels, ``LIPS_INNER`` order (corner, upper lip, corner, lower lip). Returns the patch and its inner
+    lips."""
     factor = float(np.clip(factor, 1.0, 6.0))
     if factor <= 1.01:
-        return patch, skin, inner_px
+        return patch, inner_px
     m = patch.shape[0]
     upper = inner_px[:11]  # corner to corner along the upper lip
     lower = inner_px[[10, *range(11, 20), 0]]  # the same corners, the lower lip between them
@@ -132,10 +144,9 @@ def stretch_opening(patch: np.ndarray, skin: np.ndarray, inner_px: np.ndarray,
     src_y = np.where(y < y_up, y, np.where(v > 1.0, y - (new_gap - gap), y_up + u * gap)).astype(np.float32)
     map_x = np.broadcast_to(xs[None, :], (m, m)).astype(np.float32)
     stretched = cv2.remap(patch, map_x, src_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    skin = cv2.remap(skin, map_x, src_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     moved = inner_px.copy()
     moved[11:20, 1] += (factor - 1.0) * np.interp(inner_px[11:20, 0], xs, gap)
-    return stretched, skin, moved
+    return stretched, moved
 
 
 class MouthGeometry:
@@ -150,7 +161,6 @@ class MouthGeometry:
         self._builtin = builtin_interior(patch_size)
         self._builtin_lips = _builtin_inner_lips()
         self._zero_mask = np.zeros((crop_size, crop_size), np.float32)
-        self._zero_skin = np.zeros((patch_size, patch_size), np.float32)
         self._last_driver: MouthInputs | None = None
 
     def opening(self, target: np.ndarray) -> float:
@@ -168,39 +178,51 @@ class MouthGeometry:
         alpha = self.opening(target)
         if alpha <= 0.0:
             patch = self._last_driver.patch if self._last_driver else self._builtin
-            return MouthInputs(patch, np.eye(2, 3, dtype=np.float32), self._zero_mask, self._zero_skin, 0.0)
+            return MouthInputs(patch, np.eye(2, 3, dtype=np.float32), self._zero_mask, NEUTRAL_STATS, 0.0)
         blur = 0.6 * self.crop_size / 256
         mask = polygon_mask(target[_INNER_WITH_CORNERS], self.crop_size, blur) * alpha
         tgt_unit = to_unit(target[_INNER_WITH_CORNERS], self.crop_size)
         if driver_points is not None and driver_rgb is not None:
-            patch, lips_px, skin = self.cut_patch(driver_points, driver_rgb)
+            patch, lips_px = self.cut_patch(driver_points, driver_rgb)
             taller = opening_aspect(target[_INNER_WITH_CORNERS]) / max(opening_aspect(lips_px), 1e-6)  # shut: 0
-            patch, skin, lips_px = stretch_opening(patch, skin, lips_px, taller)
+            patch, lips_px = stretch_opening(patch, lips_px, taller)
             affine = fit_affine(tgt_unit, to_unit(lips_px, self.patch_size))
-            self._last_driver = MouthInputs(patch, affine, mask, skin, 1.0)
+            self._last_driver = MouthInputs(patch, affine, mask, self.skin_stats(driver_points, driver_rgb), 1.0)
             return self._last_driver
         if self._last_driver is not None:
             last = self._last_driver
-            return MouthInputs(last.patch, last.affine, mask, last.patch_skin, last.recolor)
+            return MouthInputs(last.patch, last.affine, mask, last.skin_stats, last.recolor)
         affine = fit_affine(tgt_unit, self._builtin_lips)
-        return MouthInputs(self._builtin, affine, mask, self._zero_skin, 0.0)
+        return MouthInputs(self._builtin, affine, mask, NEUTRAL_STATS, 0.0)
 
-    def cut_patch(
-        self, points: np.ndarray, rgb: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Patch around a face's mouth ((478, 2+) ``points`` in ``rgb``'s pixels), its inner lips in patch
-        pixels, and the skin ring around the lips (the region whose colour statistics are matched)."""
-        m = self.patch_size
-        outer = points[list(fr.LIPS_OUTER), :2]
-        centre = outer.mean(axis=0)
-        eye_line = points[263, :2] - points[33, :2]
-        width = float(np.linalg.norm(points[61, :2] - points[291, :2]))
-        view = square_view(centre, float(np.arctan2(eye_line[1], eye_line[0])), max(2.2 * width, 1.0), m)
-        patch = view.cut(rgb)
-        inner = view.apply(points[_INNER_WITH_CORNERS, :2])
-        outer_px = view.apply(outer)
+    def cut_patch(self, points: np.ndarray, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The (M, M, 3) patch around a face's mouth ((478, 2+) ``points`` in ``rgb``'s pixels), square to
+        the eye line, and its inner lips in patch pixels."""
+        view = mouth_view(points, INTERIOR_VIEW, self.patch_size)
+        return view.cut(rgb), view.apply(points[_INNER_WITH_CORNERS, :2])
+
+    @staticmethod
+    def skin_stats(points: np.ndarray, rgb: np.ndarray) -> np.ndarray:
+        """(2, 3) float32: LAB mean and standard deviation of the skin around a face's lips (an ellipse
+        around the mouth, less the lips), the light its mouth is seen in."""
+        m = SKIN_VIEW_SIZE
+        view = mouth_view(points, SKIN_VIEW, m)
         ring = np.zeros((m, m), np.uint8)
-        axes = (int(0.36 * m), int(0.3 * m))
-        cv2.ellipse(ring, (m // 2, m // 2), axes, 0, 0, 360, 255, -1)
-        cv2.fillPoly(ring, [np.round(outer_px).astype(np.int32)], 0)
-        return patch, inner, ring.astype(np.float32) / 255.0
+        cv2.ellipse(ring, (m // 2, m // 2), (int(0.36 * m), int(0.3 * m)), 0, 0, 360, 255, -1)
+        cv2.fillPoly(ring, [np.round(view.apply(points[list(fr.LIPS_OUTER), :2])).astype(np.int32)], 0)
+        # OpenCV's LAB (sRGB, D65) agrees with livefake.color.rgb_to_lab, which the generator uses, within 0.3
+        # units, at a tenth of the cost of torch's on so few pixels. As masked_lab_stats: std at least 1.
+        lab = cv2.cvtColor(view.cut(rgb).astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab).reshape(-1, 3)
+        weight = ring.reshape(-1).astype(np.float32) / max(float(ring.sum()), 1e-6)
+        mean = weight @ lab
+        std = np.sqrt(np.maximum(weight @ np.square(lab - mean), 1.0))
+        return np.stack([mean, std]).astype(np.float32)
+
+
+def mouth_view(points: np.ndarray, side: float, size: int) -> CropTransform:
+    """The square view of ``size`` pixels around a face's mouth, square to its eye line, ``side`` mouth
+    widths across."""
+    centre = points[list(fr.LIPS_OUTER), :2].mean(axis=0)
+    eye_line = points[263, :2] - points[33, :2]
+    width = float(np.linalg.norm(points[61, :2] - points[291, :2]))
+    return square_view(centre, float(np.arctan2(eye_line[1], eye_line[0])), max(side * width, 1.0), size)

@@ -18,7 +18,6 @@ import torch
 
 from livefake import face_regions as fr
 from livefake.backends import BackendConfig, GeneratorBackend, start_backend
-from livefake.color import masked_lab_stats, rgb_to_lab
 from livefake.compositor import Compositor
 from livefake.eyes import EyeLayers
 from livefake.generator import GeneratorInputs, image_to_tensor
@@ -114,11 +113,7 @@ class Reenactor:
                                           source.points, size)
         self._source_tensor: tuple[np.ndarray, torch.Tensor] | None = None  # the last source array, as a tensor
         self._crop_chw = np.ascontiguousarray(source.crop.transpose(2, 0, 1), dtype=np.float32) / 255.0
-        self._source_stats = self._mouth_skin_stats(source.points, source.crop)
-
-    def _mouth_skin_stats(self, points: np.ndarray, crop: np.ndarray) -> torch.Tensor:
-        patch, _, skin = self.mouth.cut_patch(points, crop)
-        return masked_lab_stats(rgb_to_lab(image_to_tensor(patch)), torch.from_numpy(skin)[None, None])
+        self._source_stats = torch.from_numpy(self.mouth.skin_stats(source.points, source.crop))[None]
 
     def process(self, driver_rgb: np.ndarray, t: float) -> FrameResult:
         """Reenact the source as the face in ``driver_rgb`` ((H, W, 3) uint8) looks at time ``t`` seconds."""
@@ -215,7 +210,7 @@ class Reenactor:
             mouth_patch=image_to_tensor(mouth.patch),
             mouth_affine=torch.from_numpy(mouth.affine)[None],
             mouth_mask=torch.from_numpy(mouth.mask)[None, None],
-            patch_skin=torch.from_numpy(mouth.patch_skin)[None, None],
+            driver_stats=torch.from_numpy(mouth.skin_stats)[None],
             source_stats=self._source_stats,
             recolor=torch.tensor([[mouth.recolor]], dtype=torch.float32),
             shading=torch.from_numpy(plan.shading).permute(2, 0, 1)[None],
