@@ -13,7 +13,15 @@ from livefake import face_regions as fr
 from livefake.color import ReinhardMatch, lab_to_rgb, masked_lab_stats, rgb_to_lab
 from livefake.generator import GeneratorInputs, ReenactmentGenerator, image_to_tensor, reenact_crop
 from livefake.landmarks import LandmarkDetector
-from livefake.mouth import STRETCH_KEEP, MouthGeometry, opening_aspect, stretch_opening
+from livefake.mouth import (
+    SKIN_VIEW,
+    SKIN_VIEW_SIZE,
+    STRETCH_KEEP,
+    MouthGeometry,
+    mouth_view,
+    opening_aspect,
+    stretch_opening,
+)
 from livefake.reenactor import Reenactor
 
 
@@ -118,6 +126,26 @@ def test_a_taller_target_opening_stretches_the_cavity_not_the_teeth():
     np.testing.assert_array_equal(stretch_opening(shut_patch, shut_inner, 6.0)[0], shut_patch)
     opened = MouthGeometry(points, 480, patch_size=64, shut=True).inputs(points, shut, frame)
     assert opened.mask.max() > 0.9 and np.isfinite(opened.affine).all()
+
+
+def test_skin_light_measured_on_the_cpu_agrees_with_the_generators_lab():
+    """The driver's skin statistics are taken through OpenCV's LAB on a small view; the generator converts
+    the interior with its own (torch) LAB. On a real frame both read the same skin within half a unit,
+    and the bright astronaut photo's skin reads lighter than harsh_light.mp4's tanned, shadowed face."""
+    frame = clip_frames("harsh_light.mp4", 1)[0]
+    with LandmarkDetector(video=False) as det:
+        points = det.detect(frame).points
+    stats = MouthGeometry.skin_stats(points, frame)
+    view = mouth_view(points, SKIN_VIEW, SKIN_VIEW_SIZE)
+    ring = np.zeros((SKIN_VIEW_SIZE, SKIN_VIEW_SIZE), np.uint8)
+    m = SKIN_VIEW_SIZE
+    cv2.ellipse(ring, (m // 2, m // 2), (int(0.36 * m), int(0.3 * m)), 0, 0, 360, 255, -1)
+    cv2.fillPoly(ring, [np.round(view.apply(points[list(fr.LIPS_OUTER), :2])).astype(np.int32)], 0)
+    reference = masked_lab_stats(rgb_to_lab(image_to_tensor(view.cut(frame))),
+                                 torch.from_numpy(ring.astype(np.float32) / 255)[None, None])[0].numpy()
+    np.testing.assert_allclose(stats, reference, atol=0.5)
+    bright = prepared("astronaut.png")
+    assert MouthGeometry.skin_stats(bright.points, bright.crop)[0, 0] > stats[0, 0] + 10
 
 
 def test_identity_field_reproduces_the_source():
