@@ -115,12 +115,16 @@ def main() -> None:
           f"{'mean err':>8}")
     for size in args.sizes:
         if args.inputs:
-            inputs = GeneratorInputs(*torch.load(args.inputs / f"inputs-{size}.pt"))
+            saved = torch.load(args.inputs / f"inputs-{size}.pt")
+            if not isinstance(saved, dict) or list(saved) != list(GeneratorInputs._fields):
+                raise SystemExit(f"{args.inputs / f'inputs-{size}.pt'} was saved for another generator's inputs; "
+                                 "save them again with --save-inputs")
+            inputs = GeneratorInputs(**saved)
         else:
             inputs = real_inputs(size, args.faces)
         if args.save_inputs:
             args.save_inputs.mkdir(parents=True, exist_ok=True)
-            torch.save(tuple(inputs), args.save_inputs / f"inputs-{size}.pt")
+            torch.save(inputs._asdict(), args.save_inputs / f"inputs-{size}.pt")  # by name: caught if they change
             continue
         reference = TorchCPUBackend(size).run_float(inputs)
         for name, precision, make in candidates(size, cache, not args.no_graphs):

@@ -210,8 +210,10 @@ class MouthGeometry:
         ring = np.zeros((m, m), np.uint8)
         cv2.ellipse(ring, (m // 2, m // 2), (int(0.36 * m), int(0.3 * m)), 0, 0, 360, 255, -1)
         cv2.fillPoly(ring, [np.round(view.apply(points[list(fr.LIPS_OUTER), :2])).astype(np.int32)], 0)
-        # OpenCV's LAB (sRGB, D65) agrees with livefake.color.rgb_to_lab, which the generator uses, within 0.3
-        # units, at a tenth of the cost of torch's on so few pixels. As masked_lab_stats: std at least 1.
+        if not ring.any():  # lips that fill the view: their own light is the nearest there is
+            ring[:] = 255
+        # OpenCV's LAB (sRGB, D65) agrees with livefake.color.rgb_to_lab, which the generator uses, within half
+        # a unit (tests), at a tenth of the cost of torch's on so few pixels. As masked_lab_stats: std >= 1.
         lab = cv2.cvtColor(view.cut(rgb).astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab).reshape(-1, 3)
         weight = ring.reshape(-1).astype(np.float32) / max(float(ring.sum()), 1e-6)
         mean = weight @ lab

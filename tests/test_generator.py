@@ -126,6 +126,18 @@ def test_a_taller_target_opening_stretches_the_cavity_not_the_teeth():
     np.testing.assert_array_equal(stretch_opening(shut_patch, shut_inner, 6.0)[0], shut_patch)
     opened = MouthGeometry(points, 480, patch_size=64, shut=True).inputs(points, shut, frame)
     assert opened.mask.max() > 0.9 and np.isfinite(opened.affine).all()
+    # Through MouthGeometry.inputs: a target opened 1.8 times taller than the driver gets the stretched
+    # patch, and the affine lays the target's inner lips onto the stretched ones.
+    inner_ids = list(fr.LIPS_INNER)
+    target = points.copy()
+    lower_ids = [p[1] for p in fr.LIPS_INNER_PAIRS]
+    target[lower_ids, 1] += 0.8 * (points[lower_ids, 1] - points[[p[0] for p in fr.LIPS_INNER_PAIRS], 1])
+    got = MouthGeometry(points, 480, patch_size=64, shut=True).inputs(target, points, frame)
+    expected = stretch_opening(patch, inner, opening_aspect(target[inner_ids]) / opening_aspect(inner))[1]
+    assert not np.array_equal(got.patch, patch)
+    unit = (target[inner_ids, :2] + 0.5) * (2.0 / 480) - 1.0
+    laid = ((unit @ got.affine[:, :2].T + got.affine[:, 2]) + 1.0) * 32 - 0.5  # patch pixels
+    assert np.abs(laid - expected).max() < 1.0
 
 
 def test_skin_light_measured_on_the_cpu_agrees_with_the_generators_lab():
