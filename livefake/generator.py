@@ -53,11 +53,10 @@ def reenact_crop(inputs: GeneratorInputs, axis: torch.Tensor) -> torch.Tensor:
     lit = inputs.source * F.interpolate(inputs.shading, size=(size, size), mode="bilinear", align_corners=False)
     warped = F.grid_sample(lit, field, mode="bilinear", padding_mode="border", align_corners=False)
     patch_lab = rgb_to_lab(inputs.mouth_patch)
-    skin_stats = inputs.driver_stats
-    matched = relight_transfer(patch_lab, skin_stats, inputs.source_stats)
+    matched = relight_transfer(patch_lab, inputs.driver_stats, inputs.source_stats)
     # The skin's colour cast carries over to the interior in proportion to its lightness: a dark mouth
     # shifted by the full skin chroma difference turns blue or green.
-    light = (patch_lab[:, 0:1] / skin_stats[:, 0, 0, None, None, None].clamp_min(1.0)).clamp(0.0, 1.0)
+    light = (patch_lab[:, 0:1] / inputs.driver_stats[:, 0, 0, None, None, None].clamp_min(1.0)).clamp(0.0, 1.0)
     weight = torch.cat([torch.ones_like(light), light, light], dim=1) * inputs.recolor[:, :, None, None]
     patch = lab_to_rgb(patch_lab + weight * (matched - patch_lab))
     # The affine map of every pixel, by broadcasting (half the time of a (S*S, 3) matrix product).

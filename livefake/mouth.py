@@ -203,13 +203,9 @@ class MouthGeometry:
 
     @staticmethod
     def skin_stats(points: np.ndarray, rgb: np.ndarray) -> np.ndarray:
-        """(2, 3) float32: LAB mean and standard deviation of the skin around a face's lips (an ellipse
-        around the mouth, less the lips), the light its mouth is seen in."""
-        m = SKIN_VIEW_SIZE
-        view = mouth_view(points, SKIN_VIEW, m)
-        ring = np.zeros((m, m), np.uint8)
-        cv2.ellipse(ring, (m // 2, m // 2), (int(0.36 * m), int(0.3 * m)), 0, 0, 360, 255, -1)
-        cv2.fillPoly(ring, [np.round(view.apply(points[list(fr.LIPS_OUTER), :2])).astype(np.int32)], 0)
+        """(2, 3) float32: LAB mean and standard deviation of the skin around a face's lips (the ring of
+        :func:`skin_view`), the light its mouth is seen in."""
+        view, ring = skin_view(points)
         if not ring.any():  # lips that fill the view: their own light is the nearest there is
             ring[:] = 255
         # OpenCV's LAB (sRGB, D65) agrees with livefake.color.rgb_to_lab, which the generator uses, within half
@@ -219,6 +215,17 @@ class MouthGeometry:
         mean = weight @ lab
         std = np.sqrt(np.maximum(weight @ np.square(lab - mean), 1.0))
         return np.stack([mean, std]).astype(np.float32)
+
+
+def skin_view(points: np.ndarray) -> tuple[CropTransform, np.ndarray]:
+    """The low-resolution view in which a face's skin light is measured, and its (m, m) uint8 ring (255) of
+    skin around the lips: an ellipse around the mouth, less the lips."""
+    m = SKIN_VIEW_SIZE
+    view = mouth_view(points, SKIN_VIEW, m)
+    ring = np.zeros((m, m), np.uint8)
+    cv2.ellipse(ring, (m // 2, m // 2), (int(0.36 * m), int(0.3 * m)), 0, 0, 360, 255, -1)
+    cv2.fillPoly(ring, [np.round(view.apply(points[list(fr.LIPS_OUTER), :2])).astype(np.int32)], 0)
+    return view, ring
 
 
 def mouth_view(points: np.ndarray, side: float, size: int) -> CropTransform:

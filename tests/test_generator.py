@@ -13,15 +13,7 @@ from livefake import face_regions as fr
 from livefake.color import ReinhardMatch, lab_to_rgb, masked_lab_stats, rgb_to_lab
 from livefake.generator import GeneratorInputs, ReenactmentGenerator, image_to_tensor, reenact_crop
 from livefake.landmarks import LandmarkDetector
-from livefake.mouth import (
-    SKIN_VIEW,
-    SKIN_VIEW_SIZE,
-    STRETCH_KEEP,
-    MouthGeometry,
-    mouth_view,
-    opening_aspect,
-    stretch_opening,
-)
+from livefake.mouth import STRETCH_KEEP, MouthGeometry, opening_aspect, skin_view, stretch_opening
 from livefake.reenactor import Reenactor
 
 
@@ -148,11 +140,8 @@ def test_skin_light_measured_on_the_cpu_agrees_with_the_generators_lab():
     with LandmarkDetector(video=False) as det:
         points = det.detect(frame).points
     stats = MouthGeometry.skin_stats(points, frame)
-    view = mouth_view(points, SKIN_VIEW, SKIN_VIEW_SIZE)
-    ring = np.zeros((SKIN_VIEW_SIZE, SKIN_VIEW_SIZE), np.uint8)
-    m = SKIN_VIEW_SIZE
-    cv2.ellipse(ring, (m // 2, m // 2), (int(0.36 * m), int(0.3 * m)), 0, 0, 360, 255, -1)
-    cv2.fillPoly(ring, [np.round(view.apply(points[list(fr.LIPS_OUTER), :2])).astype(np.int32)], 0)
+    view, ring = skin_view(points)
+    assert 0.2 < (ring > 0).mean() < 0.4  # skin around the lips, not the lips: the ellipse holds about a third
     reference = masked_lab_stats(rgb_to_lab(image_to_tensor(view.cut(frame))),
                                  torch.from_numpy(ring.astype(np.float32) / 255)[None, None])[0].numpy()
     np.testing.assert_allclose(stats, reference, atol=0.5)
