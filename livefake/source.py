@@ -7,12 +7,13 @@ neck); its matrix is kept so the generated crop can be pasted back into the full
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from livefake import face_regions as fr
 from livefake.errors import NoFaceError
 from livefake.image_io import load_rgb
 from livefake.landmarks import FaceLandmarks, LandmarkDetector
@@ -21,6 +22,12 @@ log = logging.getLogger(__name__)
 
 # A face counts as cut by the edge when more of its landmarks than this lie outside the photo.
 MAX_OUTSIDE_FRACTION = 0.03
+# MediaPipe reads a photo differently at each framing, a wide-open mouth most of all: o_mouth.jpg's lower
+# lip moves by up to 0.08 of the eye distance between the photo and the same photo scaled by 0.7 (closed
+# mouths by under 0.01). The source is read once and everything is warped from it, so it is read in several
+# views (rotation in degrees about the face, scale) and the readings are averaged.
+SOURCE_VIEWS: tuple[tuple[float, float], ...] = ((0.0, 0.85), (0.0, 0.7), (-6.0, 0.85), (6.0, 0.85), (-6.0, 1.0),
+                                                 (6.0, 1.0))
 
 
 @dataclass(frozen=True)
@@ -145,13 +152,13 @@ def prepare_source(
         name = name or "image"
         photo = image
     with LandmarkDetector(video=False, max_faces=4) as detector:
-        face = detector.detect(even_frame(photo))
+        face = read_photo_face(detector, even_frame(photo))
         if output_size is not None:
             # Fit the output size around the face (not the photo's centre), then find it again there.
             centre = None if face is None else face.points[:, :2].mean(axis=0)
             focus = None if centre is None else (float(centre[0]), float(centre[1]))
             photo = fit_to_size(photo, *output_size, focus=focus)
-            face = detector.detect(even_frame(photo))
+            face = read_photo_face(detector, even_frame(photo))
     photo = even_frame(photo)
     fitted = "" if output_size is None else f" once fitted to {output_size[0]}x{output_size[1]}"
     check_face(face, name + fitted,
@@ -163,6 +170,31 @@ def prepare_source(
     return PreparedSource(
         photo=photo, crop=transform.cut(photo), points=transform.apply(face.points), transform=transform, name=name
     )
+
+
+def read_photo_face(detector: LandmarkDetector, photo: np.ndarray) -> FaceLandmarks | None:
+    """The largest face in ``photo`` with its landmarks averaged over the :data:`SOURCE_VIEWS` of it (a view
+    that finds no face, or another face, is left out); ``None`` when the photo as it is shows no face."""
+    first = detector.detect(photo)
+    if first is None:
+        return None
+    height, width = photo.shape[:2]
+    centre = first.points[:, :2].mean(axis=0)
+    readings = [first.points]
+    for angle, scale in SOURCE_VIEWS:
+        matrix = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), angle, scale)
+        face = detector.detect(cv2.warpAffine(photo, matrix, (width, height), flags=cv2.INTER_LINEAR,
+                                              borderMode=cv2.BORDER_REFLECT))
+        if face is None:
+            continue
+        back = cv2.invertAffineTransform(matrix)
+        points = face.points.copy()
+        points[:, :2] = face.points[:, :2] @ back[:, :2].T + back[:, 2]
+        points[:, 2] /= scale  # depth is in pixels of the view
+        if np.median(np.linalg.norm(points[:, :2] - first.points[:, :2], axis=1)) > 0.2 * fr.interocular(first.points):
+            continue  # the largest face of this view is another one
+        readings.append(points)
+    return replace(first, points=np.mean(readings, axis=0).astype(np.float32))
 
 
 def check_face(face: FaceLandmarks | None, name: str, hint: str | None = None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from conftest import IMAGES, face_file, prepared
@@ -11,7 +12,7 @@ from livefake import face_regions as fr
 from livefake.errors import LivefakeError, NoFaceError
 from livefake.image_io import load_rgb
 from livefake.landmarks import LandmarkDetector
-from livefake.source import face_crop_transform, prepare_source
+from livefake.source import face_crop_transform, prepare_source, read_photo_face
 
 
 @pytest.mark.parametrize("name", IMAGES)
@@ -70,8 +71,26 @@ def test_crop_is_aligned_and_maps_back():
     assert abs(pts[33, 1] - pts[263, 1]) < 0.02 * src.crop.shape[0]  # eyes level in the crop
     back = pts[:, :2] @ src.transform.inverse()[:, :2].T + src.transform.inverse()[:, 2]
     with LandmarkDetector(video=False) as detector:
-        again = detector.detect(src.photo)
+        again = read_photo_face(detector, src.photo)
     assert np.abs(back - again.points[:, :2]).max() < 1e-3 * src.photo.shape[1] + 1e-2
+
+
+def test_an_open_mouth_reads_alike_however_the_photo_is_framed():
+    # MediaPipe places a wide-open mouth's lower lip differently as the face fills more or less of the
+    # frame; the source, read in several views, moves less than one reading does.
+    single, views = [], []
+    with LandmarkDetector(video=False, max_faces=4) as detector:
+        for name in ("o_mouth.jpg", "mouth_open.jpg"):
+            rgb = load_rgb(face_file("images", name))
+            for pad in (0.1, 0.2):
+                border = round(pad * rgb.shape[0])
+                framed = cv2.copyMakeBorder(rgb, border, border, border, border, cv2.BORDER_REPLICATE)
+                single.append(abs(fr.mouth_openness(detector.detect(rgb).points)
+                                  - fr.mouth_openness(detector.detect(framed).points)))
+                views.append(abs(fr.mouth_openness(read_photo_face(detector, rgb).points)
+                                 - fr.mouth_openness(read_photo_face(detector, framed).points)))
+    assert max(single) > 0.05  # what one reading does: the opening moves by a sixth
+    assert np.mean(views) < 0.6 * np.mean(single)
 
 
 def test_crop_frames_the_face_the_same_whatever_the_photo_size():
