@@ -10,7 +10,18 @@ import numpy as np
 import torch
 
 from livefake import __version__
+from livefake import face_regions as fr
 from livefake.watermark import DEFAULT_PSNR_DB, Embedder, Payload, frame_tensor
+
+
+def around_mouth(points: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(height, width) float32: 1 within 0.6 of the eye distance of the lips' centre (the lips and what
+    opens between them), easing to 0 at 1.1; ``points`` (478, 2+) in the frame's pixels."""
+    centre = points[list(fr.LIPS_OUTER), :2].mean(axis=0)
+    iod = fr.interocular(points)
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    x = np.clip((1.1 - np.hypot(xs - centre[0], ys - centre[1]) / iod) / 0.5, 0.0, 1.0)
+    return (x * x * (3 - 2 * x)).astype(np.float32)
 
 
 def file_tags(what: str) -> dict[str, str]:
@@ -93,6 +104,13 @@ class Provenance:
         self.badge = Badge(self.config.badge_text) if self.config.badge else None
         self._embedders = {kind: Embedder(self.payload, self.config.psnr_db)
                            for kind in ("output", "passthrough")} if self.config.watermark else {}
+
+    def prepare(self, reference: np.ndarray, quiet: np.ndarray | None = None) -> None:
+        """Shape the output's watermark by ``reference`` ((H, W, 3) uint8 RGB, the source photo), held weak
+        where ``quiet`` ((H, W) in [0, 1]) is: see :meth:`livefake.watermark.Embedder.delta`."""
+        embedder = self._embedders.get("output")
+        if embedder is not None:
+            embedder.prepare(np.ascontiguousarray(reference), quiet)
 
     def apply_(self, frame: np.ndarray | torch.Tensor, *, passthrough: bool = False) -> np.ndarray | torch.Tensor:
         """Mark ``frame`` ((H, W, 3) uint8 RGB, C-contiguous, numpy or torch on any device) in place; return it.

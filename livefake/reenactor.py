@@ -25,7 +25,7 @@ from livefake.landmarks import FaceLandmarks
 from livefake.mouth import MouthGeometry, MouthInputs, fill_open_mouth
 from livefake.openings import SlidingOpening, warp_mask
 from livefake.point_tracking import DriverLandmarks, PointTrackingConfig
-from livefake.provenance import Provenance, ProvenanceConfig
+from livefake.provenance import Provenance, ProvenanceConfig, around_mouth
 from livefake.retarget import Motion, RetargetConfig, Retargeter
 from livefake.shading import ShadingConfig, ShadingTransfer
 from livefake.source import PreparedSource
@@ -102,6 +102,10 @@ class Reenactor:
         self.mouth = MouthGeometry(source.points, size, patch_size=max(32, size // 4), shut=shut)
         self.compositor = Compositor(source, self.config.feather)
         self.provenance = Provenance(self.config.provenance)
+        # The mark is shaped by the photo, weak around the mouth (livefake.watermark.QUIET_KEEP).
+        back = source.transform.inverse()
+        photo_points = source.points[:, :2] @ back[:, :2].T + back[:, 2]
+        self.provenance.prepare(source.photo, around_mouth(photo_points, *source.photo.shape[:2]))
         # The photo as a still output shows it, badge and mark included (drawn for this size once, now).
         self.marked_photo = self.provenance.apply_(source.photo.copy())
         self.backend: GeneratorBackend = start_backend(size, self.config.backend)

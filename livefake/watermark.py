@@ -60,6 +60,10 @@ TILT = 1.5
 MASK_LEVEL = 4.0
 MASK_RANGE = (0.35, 1.6)
 MAX_BOOST = 1.3
+# Where the caller asks for quiet (livefake: around the mouth) the mark keeps this share of its strength.
+# The lips are what changes most from the photo the mark was shaped by, and at full strength the ripple
+# there moved MediaPipe's reading of the output's lips (mouth correlation 0.945 unmarked, 0.940 marked).
+QUIET_KEEP = 0.2
 
 
 def _crc8(value: int, nbits: int) -> int:
@@ -205,17 +209,19 @@ class Embedder:
         self._tables: dict[tuple[int, int, str], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         self._references: dict[tuple[int, int], np.ndarray] = {}
 
-    def delta(self, reference: np.ndarray) -> np.ndarray:
-        """(H, W, 3) int16: the change made to each channel of frames like ``reference``."""
+    def delta(self, reference: np.ndarray, quiet: np.ndarray | None = None) -> np.ndarray:
+        """(H, W, 3) int16: the change made to each channel of frames like ``reference``; where ``quiet``
+        ((H, W) float32 in [0, 1]) is 1 the mark is held to :data:`QUIET_KEEP` of its strength."""
         height, width = reference.shape[:2]
         unit = cb_pattern(height, width, self._bits, self.key)[..., None] * CB_IN_RGB
         target_mse = 255.0 ** 2 / 10 ** (self.psnr_db / 10)
         unit *= math.sqrt(target_mse / float(np.mean(unit ** 2)))
         local = visibility_gain(reference)
         floor = MASK_RANGE[0]
+        keep = 1.0 if quiet is None else (1.0 - (1.0 - QUIET_KEEP) * np.clip(quiet, 0.0, 1.0))[..., None]
 
         def energy(boost: float) -> float:  # the busy part above the floor boosted, flat areas never
-            return float(np.mean(np.round(unit * (floor + (local - floor) * boost)[..., None]) ** 2))
+            return float(np.mean(np.round(unit * (floor + (local - floor) * boost)[..., None] * keep) ** 2))
 
         low, high = 1.0, MAX_BOOST
         if energy(1.0) < target_mse:  # energy to spare (a flat-heavy picture): give it to the busy parts
@@ -223,17 +229,18 @@ class Embedder:
                 middle = (low + high) / 2
                 low, high = (middle, high) if energy(middle) <= target_mse else (low, middle)
         boost = low
-        shaped = unit * (floor + (local - floor) * boost)[..., None]
+        shaped = unit * (floor + (local - floor) * boost)[..., None] * keep
         gain = 1.0
         for _ in range(4):  # at most the PSNR asked for, rounding to whole levels included
             mse = float(np.mean(np.round(shaped * gain) ** 2))
             gain = min(1.0, gain * math.sqrt(target_mse / max(mse, 1e-9)))
         return np.round(shaped * gain).astype(np.int16)
 
-    def prepare(self, reference: np.ndarray) -> None:
-        """Shape the mark for frames of ``reference``'s size by ``reference`` ((H, W, 3) uint8 RGB)."""
+    def prepare(self, reference: np.ndarray, quiet: np.ndarray | None = None) -> None:
+        """Shape the mark for frames of ``reference``'s size by ``reference`` ((H, W, 3) uint8 RGB), held
+        weak where ``quiet`` is (see :meth:`delta`)."""
         height, width = reference.shape[:2]
-        self._references[(height, width)] = self.delta(reference)
+        self._references[(height, width)] = self.delta(reference, quiet)
         self._tables = {k: v for k, v in self._tables.items() if k[:2] != (height, width)}
 
     def prepared(self, height: int, width: int) -> bool:
