@@ -33,9 +33,9 @@ import numpy as np
 
 from livefake import __version__, channel
 from livefake.detect import ALPHA
-from livefake.provenance import ProvenanceConfig
+from livefake.provenance import ProvenanceConfig, around_mouth
 from livefake.reenactor import ReenactConfig, Reenactor
-from livefake.source import prepare_source
+from livefake.source import PreparedSource, prepare_source
 from livefake.video_io import VideoReader
 from livefake.watermark import (SCALES, TILE, Embedder, Payload, WatermarkKey, align, aligned_cosines,
                                 bits_chi2, canonical_residual, livefake_key, p_value, read_mark)
@@ -60,11 +60,12 @@ ATTACKS = {
 }
 
 
-def reenacted(photo: str, clip: str, frames: int) -> list[np.ndarray]:
+def reenacted(photo: str, clip: str, frames: int) -> tuple[PreparedSource, list[np.ndarray]]:
+    """The source and livefake's output for it, unmarked (to measure the mark's cost and false positives)."""
     source = prepare_source(FACES / "images" / photo, output_size=(1280, 720))
     config = ReenactConfig(provenance=ProvenanceConfig(badge=False, watermark=False))
     with VideoReader(FACES / "videos" / clip, max_frames=frames) as reader, Reenactor(source, config) as r:
-        return [r.process(f.rgb, f.time_s).frame for f in reader]
+        return source, [r.process(f.rgb, f.time_s).frame for f in reader]
 
 
 def windows(frames: list[np.ndarray]) -> list[list[np.ndarray]]:
@@ -149,21 +150,25 @@ def main() -> None:
             theirs = InvisibleWatermark(np.random.default_rng(7).integers(0, 2, IW_BITS))
         except ImportError:
             print("invisible-watermark is not installed (see this file's docstring); measuring livefake alone")
-    def livefake_clip(frames: list[np.ndarray]) -> list[np.ndarray]:
-        embedder = Embedder(payload)  # shaped by the clip's first frame, as the live app's is by its photo
+    def livefake_clip(clip: str, frames: list[np.ndarray]) -> list[np.ndarray]:
+        embedder = Embedder(payload)  # shaped as the Reenactor shapes it: by the photo, weak around the mouth
+        embedder.prepare(sources[clip].photo, around_mouth(sources[clip]))
         return [embedder.mark_(np.array(f)) for f in frames]
 
     methods = {"livefake": livefake_clip}
     if theirs is not None:
-        methods["invisible-watermark dwtDct"] = lambda frames: [theirs.mark(f) for f in frames[:args.baseline_frames]]
-    clean = {clip: reenacted(photo, clip, args.frames) for photo, clip in PAIRS}
+        methods["invisible-watermark dwtDct"] = lambda clip, frames: [theirs.mark(f)
+                                                                      for f in frames[:args.baseline_frames]]
+    made = {clip: reenacted(photo, clip, args.frames) for photo, clip in PAIRS}
+    sources = {clip: source for clip, (source, _) in made.items()}
+    clean = {clip: frames for clip, (_, frames) in made.items()}
     print(f"livefake {__version__} provenance benchmark, {platform.processor() or platform.machine()}, "
           f"{len(clean)} clips x {args.frames} frames at 1280x720")
 
     rows: list[dict[str, object]] = []
     summary: dict[str, dict[str, float]] = {}
     for method, mark in methods.items():
-        marked = {clip: mark(frames) for clip, frames in clean.items()}
+        marked = {clip: mark(clip, frames) for clip, frames in clean.items()}
         one = clean[PAIRS[0][1]][0]
         unmarked = sum((clean[c][:len(m)] for c, m in marked.items()), [])
         summary[method] = {"psnr_db": psnr(sum(marked.values(), []), unmarked),

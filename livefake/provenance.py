@@ -11,14 +11,18 @@ import torch
 
 from livefake import __version__
 from livefake import face_regions as fr
+from livefake.source import PreparedSource
 from livefake.watermark import DEFAULT_PSNR_DB, Embedder, Payload, frame_tensor
 
 
-def around_mouth(points: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(height, width) float32: 1 within 0.6 of the eye distance of the lips' centre (the lips and what
-    opens between them), easing to 0 at 1.1; ``points`` (478, 2+) in the frame's pixels."""
-    centre = points[list(fr.LIPS_OUTER), :2].mean(axis=0)
+def around_mouth(source: PreparedSource) -> np.ndarray:
+    """(H, W) float32 over ``source.photo``: 1 within 0.6 of the eye distance of the lips' centre (the
+    lips and what opens between them), easing to 0 at 1.1. Where the watermark is held weak."""
+    back = source.transform.inverse()
+    points = source.points[:, :2] @ back[:, :2].T + back[:, 2]
+    centre = points[list(fr.LIPS_OUTER)].mean(axis=0)
     iod = fr.interocular(points)
+    height, width = source.photo.shape[:2]
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
     x = np.clip((1.1 - np.hypot(xs - centre[0], ys - centre[1]) / iod) / 0.5, 0.0, 1.0)
     return (x * x * (3 - 2 * x)).astype(np.float32)

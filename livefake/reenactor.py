@@ -103,9 +103,7 @@ class Reenactor:
         self.compositor = Compositor(source, self.config.feather)
         self.provenance = Provenance(self.config.provenance)
         # The mark is shaped by the photo, weak around the mouth (livefake.watermark.QUIET_KEEP).
-        back = source.transform.inverse()
-        photo_points = source.points[:, :2] @ back[:, :2].T + back[:, 2]
-        self.provenance.prepare(source.photo, around_mouth(photo_points, *source.photo.shape[:2]))
+        self.provenance.prepare(source.photo, around_mouth(source))
         # The photo as a still output shows it, badge and mark included (drawn for this size once, now).
         self.marked_photo = self.provenance.apply_(source.photo.copy())
         self.backend: GeneratorBackend = start_backend(size, self.config.backend)

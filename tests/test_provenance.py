@@ -191,10 +191,9 @@ def test_the_mark_holds_back_around_the_mouth_and_is_still_found():
             unmarked, output = bare.process(frame, i / 30).frame, shipped.process(frame, i / 30).frame
     back = source.transform.inverse()
     points = source.points[:, :2] @ back[:, :2].T + back[:, 2]
-    height, width = output.shape[:2]
-    face = np.zeros((height, width), np.uint8)
+    face = np.zeros(output.shape[:2], np.uint8)
     cv2.fillConvexPoly(face, cv2.convexHull(points[list(fr.FACE_OVAL)].astype(np.int32)), 1)
-    zone = around_mouth(points, height, width)
+    zone = around_mouth(source)
     change = np.abs(output.astype(np.int16) - unmarked).sum(axis=2)
     change[face == 0] = 0
     assert change[zone > 0.9].mean() < 0.4 * change[(zone < 0.25) & (face == 1)].mean()
