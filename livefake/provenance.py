@@ -14,10 +14,12 @@ from livefake import face_regions as fr
 from livefake.source import PreparedSource
 from livefake.watermark import DEFAULT_PSNR_DB, Embedder, Payload, frame_tensor
 
-# The watermark is held weak on the mouth (livefake.watermark.QUIET_KEEP): fully within this many eye
-# distances of the lips' centre, easing to none at the second. A wider zone (0.6 to 1.1, the lower face)
-# gave the mouth and self-reenactment scores 0.002 more but cost the mark after H.264 a point of bit
-# accuracy and, with the bits' gain raised to make up for it, 1 window in 40.
+# The watermark is held weak on the photo's mouth (livefake.watermark.QUIET_KEEP): fully within this many
+# eye distances of the lips' centre, easing to none at the second. The mark is shaped once, so the zone
+# stays where the photo has the mouth; the output's follows the head, within it unless the head moves far.
+# A wider zone (0.6 to 1.1, the lower face) gave the mouth and self-reenactment scores 0.002 more but cost
+# the mark after H.264 a point of bit accuracy and, with the bits' gain raised to make up for it, 1 window
+# in 40.
 MOUTH_QUIET = (0.4, 0.8)
 
 

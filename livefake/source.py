@@ -152,13 +152,14 @@ def prepare_source(
         name = name or "image"
         photo = image
     with LandmarkDetector(video=False, max_faces=4) as detector:
-        face = read_photo_face(detector, even_frame(photo))
         if output_size is not None:
-            # Fit the output size around the face (not the photo's centre), then find it again there.
-            centre = None if face is None else face.points[:, :2].mean(axis=0)
+            # Fit the output size around the face (not the photo's centre: one reading places it), then
+            # read the face there.
+            found = detector.detect(even_frame(photo))
+            centre = None if found is None else found.points[:, :2].mean(axis=0)
             focus = None if centre is None else (float(centre[0]), float(centre[1]))
             photo = fit_to_size(photo, *output_size, focus=focus)
-            face = read_photo_face(detector, even_frame(photo))
+        face = read_photo_face(detector, even_frame(photo))
     photo = even_frame(photo)
     fitted = "" if output_size is None else f" once fitted to {output_size[0]}x{output_size[1]}"
     check_face(face, name + fitted,
