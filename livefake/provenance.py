@@ -26,8 +26,7 @@ MOUTH_QUIET = (0.4, 0.8)
 def around_mouth(source: PreparedSource) -> np.ndarray:
     """(H, W) float32 over ``source.photo``, 1 on the lips and what opens between them, easing to 0 around
     them (:data:`MOUTH_QUIET`): where the watermark is held weak."""
-    back = source.transform.inverse()
-    points = source.points[:, :2] @ back[:, :2].T + back[:, 2]
+    points = source.transform.to_photo(source.points)
     centre = points[list(fr.LIPS_OUTER)].mean(axis=0)
     iod = fr.interocular(points)
     height, width = source.photo.shape[:2]

@@ -57,6 +57,11 @@ class CropTransform:
             out[:, 2] = points[:, 2] * self.scale
         return out
 
+    def to_photo(self, points: np.ndarray) -> np.ndarray:
+        """Map (N, 2+) crop-pixel points back into the photo: (N, 2) float64 photo pixels."""
+        back = self.inverse()
+        return points[:, :2] @ back[:, :2].T + back[:, 2]
+
     def cut(self, image: np.ndarray) -> np.ndarray:
         """The (size, size, 3) crop of ``image``, edges replicated where the crop leaves the photo."""
         return cv2.warpAffine(

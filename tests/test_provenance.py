@@ -191,8 +191,7 @@ def test_the_mark_holds_back_around_the_mouth_and_is_still_found():
     with Reenactor(source, plain) as bare, Reenactor(source, ReenactConfig(backend=cpu)) as shipped:
         for i, frame in enumerate(frames):
             unmarked, output = bare.process(frame, i / 30).frame, shipped.process(frame, i / 30).frame
-    back = source.transform.inverse()
-    points = source.points[:, :2] @ back[:, :2].T + back[:, 2]
+    points = source.transform.to_photo(source.points)
     face = np.zeros(output.shape[:2], np.uint8)
     cv2.fillConvexPoly(face, cv2.convexHull(points[list(fr.FACE_OVAL)].astype(np.int32)), 1)
     zone = around_mouth(source)

@@ -116,7 +116,7 @@ def test_render_no_shading_keeps_the_photos_light(tmp_path):
             writer.write(still if i < 10 else dark.astype(np.uint8), i / 30)
     photo = face_file("images", "astronaut.png")
     src = prepared("astronaut.png")
-    cheek_photo = src.transform.inverse() @ np.r_[src.points[205, :2], 1.0]  # image-left cheek, photo pixels
+    cheek_photo = src.transform.to_photo(src.points[205:206])[0]  # image-left cheek, photo pixels
     x, y = np.round(cheek_photo).astype(int)
     cheeks = {}
     for flags in ([], ["--no-shading"]):

@@ -69,7 +69,7 @@ def test_crop_is_aligned_and_maps_back():
     src = prepared("roll_hand.jpg")  # head rolled about 15-20 degrees in the photo
     pts = src.points
     assert abs(pts[33, 1] - pts[263, 1]) < 0.02 * src.crop.shape[0]  # eyes level in the crop
-    back = pts[:, :2] @ src.transform.inverse()[:, :2].T + src.transform.inverse()[:, 2]
+    back = src.transform.to_photo(pts)
     with LandmarkDetector(video=False, max_faces=4) as detector:  # as prepare_source reads it
         again = read_photo_face(detector, src.photo)
     assert np.abs(back - again.points[:, :2]).max() < 1e-3 * src.photo.shape[1] + 1e-2
