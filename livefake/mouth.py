@@ -210,7 +210,7 @@ class MouthGeometry:
             ring[:] = 255
         # OpenCV's LAB (sRGB, D65) agrees with livefake.color.rgb_to_lab, which the generator uses, within half
         # a unit (tests), at a tenth of the cost of torch's on so few pixels. As masked_lab_stats: std >= 1.
-        lab = cv2.cvtColor(view.cut(rgb).astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab).reshape(-1, 3)
+        lab = cv2.cvtColor(view.cut(rgb, average=False).astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab).reshape(-1, 3)
         weight = ring.reshape(-1).astype(np.float32) / max(float(ring.sum()), 1e-6)
         mean = weight @ lab
         std = np.sqrt(np.maximum(weight @ np.square(lab - mean), 1.0))

@@ -7,6 +7,7 @@ neck); its matrix is kept so the generated crop can be pasted back into the full
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -62,12 +63,25 @@ class CropTransform:
         back = self.inverse()
         return points[:, :2] @ back[:, :2].T + back[:, 2]
 
-    def cut(self, image: np.ndarray) -> np.ndarray:
-        """The (size, size, 3) crop of ``image``, edges replicated where the crop leaves the photo."""
-        return cv2.warpAffine(
-            image, self.matrix, (self.size, self.size), flags=cv2.INTER_AREA if self.scale < 1 else cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_REPLICATE,
-        )
+    def cut(self, image: np.ndarray, average: bool = True) -> np.ndarray:
+        """The (size, size, 3) crop of ``image``, edges replicated where the crop leaves the photo.
+
+        A shrinking cut is made at a whole multiple of the size, at which it does not shrink, and averaged
+        down. ``warpAffine`` samples one point of the photo per crop pixel (it has no area mode: asked for
+        one, it interpolates linearly), so a face cut three times smaller, as a 256 crop of talking.mp4's
+        is, came out aliased: hair, lashes and teeth in jagged patterns the generator then moved around.
+        ``average=False`` samples points, for a view read only for its statistics (a sixth of the time).
+        """
+        # (Within a tenth: a cut 2.01 times smaller is made at twice its size, shrinking that by 0.5 %.)
+        factor = max(1, math.ceil(1.0 / self.scale - 0.1)) if average else 1
+        if factor == 1:
+            return cv2.warpAffine(image, self.matrix, (self.size, self.size), flags=cv2.INTER_LINEAR,
+                                  borderMode=cv2.BORDER_REPLICATE)
+        fine = self.matrix * factor
+        fine[:, 2] += (factor - 1) / 2.0  # crop pixel i is the mean of fine pixels factor*i .. factor*i + factor-1
+        side = self.size * factor
+        sharp = cv2.warpAffine(image, fine, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return cv2.resize(sharp, (self.size, self.size), interpolation=cv2.INTER_AREA)
 
 
 def square_view(centre: np.ndarray, angle: float, side: float, size: int) -> CropTransform:

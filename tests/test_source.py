@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from conftest import IMAGES, face_file, prepared
+from conftest import IMAGES, clip_frames, face_file, prepared
 from PIL import Image
 
 from livefake import face_regions as fr
@@ -74,6 +74,23 @@ def test_crop_is_aligned_and_maps_back():
         again = read_photo_face(detector, src.photo)
     assert np.abs(back - again.points[:, :2]).max() < 1e-3 * src.photo.shape[1] + 1e-2
 
+
+def test_a_face_cut_smaller_is_averaged_not_aliased_and_stays_in_place():
+    """talking.mp4's face fills a 256 crop three times smaller than the frame: each crop pixel must be the
+    mean of the photo pixels under it (as an area resize gives), not one sampled point of them."""
+    from livefake.source import square_view
+
+    photo = clip_frames("talking.mp4", 1)[0]
+    # Level, three photo pixels a crop pixel: crop pixel i covers photo pixels 3i .. 3i+2 from (30, 20), so
+    # its centre is photo pixel 3i + 1 from there (square_view puts ``centre`` at crop pixel 64).
+    view = square_view(np.array([30 + 3 * 64 + 1, 20 + 3 * 64 + 1], np.float64), 0.0, 3.0 * 128, 128)
+    area = cv2.resize(photo[20:20 + 384, 30:30 + 384], (128, 128), interpolation=cv2.INTER_AREA)
+    sampled = photo[21:21 + 384:3, 31:31 + 384:3]  # the middle photo pixel of each block alone
+    cut = view.cut(photo).astype(np.float64)
+    assert np.abs(cut - area).max() <= 1.0
+    # One sampled point a block differs from the mean by 2.3 levels RMS on this frame (hair, lashes, earrings):
+    # enough for the first check to tell an averaged cut from a sampled one.
+    assert np.sqrt(np.mean((sampled - area.astype(np.float64)) ** 2)) > 2.0
 
 def test_an_open_mouth_reads_alike_however_the_photo_is_framed():
     # MediaPipe places a wide-open mouth's lower lip differently as the face fills more or less of the
