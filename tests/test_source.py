@@ -12,7 +12,7 @@ from livefake import face_regions as fr
 from livefake.errors import LivefakeError, NoFaceError
 from livefake.image_io import load_rgb
 from livefake.landmarks import LandmarkDetector
-from livefake.source import face_crop_transform, prepare_source, read_photo_face
+from livefake.source import face_crop_transform, prepare_source, read_photo_face, square_view
 
 
 @pytest.mark.parametrize("name", IMAGES)
@@ -78,8 +78,6 @@ def test_crop_is_aligned_and_maps_back():
 def test_a_face_cut_smaller_is_averaged_not_aliased_and_stays_in_place():
     """talking.mp4's face fills a 256 crop three times smaller than the frame: each crop pixel must be the
     mean of the photo pixels under it (as an area resize gives), not one sampled point of them."""
-    from livefake.source import square_view
-
     photo = clip_frames("talking.mp4", 1)[0]
     # Level, three photo pixels a crop pixel: crop pixel i covers photo pixels 3i .. 3i+2 from (30, 20), so
     # its centre is photo pixel 3i + 1 from there (square_view puts ``centre`` at crop pixel 64).
