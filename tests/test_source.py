@@ -90,6 +90,7 @@ def test_a_face_cut_smaller_is_averaged_not_aliased_and_stays_in_place():
     # enough for the first check to tell an averaged cut from a sampled one.
     assert np.sqrt(np.mean((sampled - area.astype(np.float64)) ** 2)) > 2.0
 
+
 def test_an_open_mouth_reads_alike_however_the_photo_is_framed():
     # MediaPipe places a wide-open mouth's lower lip differently as the face fills more or less of the
     # frame; the source, read in several views, moves less than one reading does.
