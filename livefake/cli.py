@@ -150,7 +150,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--max-frames", type=_positive_int, metavar="N", help="stop after N frames")
         p.add_argument("--full-res", action="store_true",
                        help="resample the face from the full-resolution photo through the warp instead of pasting "
-                            "the crop back: sharper when the face is larger than the crop, slower on the CPU")
+                            "the crop back, however large the face (by default only where the crop shrinks it "
+                            "more than 4 times): sharper, slower on the CPU")
         _add_shading_option(p)
         p.add_argument("--quiet", action="store_true", help="no progress bar")
         p.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "cuda", "cpu", "onnxruntime"),
@@ -240,7 +241,9 @@ def run(argv: list[str] | None = None) -> int:
 
     options = RenderOptions(crop_size=args.crop_size, output_size=args.size, max_frames=args.max_frames,
                             progress=not args.quiet,
-                            reenact=ReenactConfig(full_resolution=args.full_res, backend=BackendConfig(args.backend),
+                            reenact=ReenactConfig(full_resolution_beyond=0.0 if args.full_res
+                                                  else ReenactConfig.full_resolution_beyond,
+                                                  backend=BackendConfig(args.backend),
                                                   shading=ShadingConfig(enabled=not args.no_shading),
                                                   provenance=_provenance(args)))
     if args.command == "render":

@@ -40,9 +40,13 @@ class ReenactConfig:
     warp: WarpConfig = field(default_factory=WarpConfig)
     shading: ShadingConfig = field(default_factory=ShadingConfig)
     feather: float = 0.12  # paste-back feather, fraction of the crop side
-    # Resample the face from the full-resolution photo through the warp instead of pasting the crop:
-    # sharper where the face is larger than the crop, about 3 ms more per frame on the CPU.
-    full_resolution: bool = False
+    # Where the crop shrinks the photo's face more than this many times, the face is resampled from the
+    # full-resolution photo through the warp instead of the crop being pasted back (0: always, inf: never).
+    # Sharper, and 1-3 ms more per frame on the CPU. Beyond 4 times the pasted crop is plainly softer than the
+    # photo around it and MediaPipe misreads its mouth (o_mouth.jpg, 5.4 times: one clip's mouth correlation
+    # 0.79 pasted, 0.91 resampled); below it, where a 1-2 px landmark error shows more on a sharp face than a
+    # soft one, self-reenactment scores the pasted crop higher (the shared clips, 2.4-3.7 times).
+    full_resolution_beyond: float = 4.0
     backend: BackendConfig = field(default_factory=BackendConfig)
     # The driver's skin points steadied by the optical flow between frames (livefake.point_tracking).
     tracking: PointTrackingConfig = field(default_factory=PointTrackingConfig)
@@ -101,6 +105,7 @@ class Reenactor:
         shut = fr.wide_open_mouth(source.points) > 0.5
         self.mouth = MouthGeometry(source.points, size, patch_size=max(32, size // 4), shut=shut)
         self.compositor = Compositor(source, self.config.feather)
+        self.full_resolution = source.transform.scale * self.config.full_resolution_beyond < 1.0
         self.provenance = Provenance(self.config.provenance)
         # The mark is shaped by the photo, weak around the mouth (livefake.watermark.QUIET_KEEP).
         self.provenance.prepare(source.photo, around_mouth(source))
@@ -167,7 +172,7 @@ class Reenactor:
         mouth = self.mouth.inputs(target, None if face is None else face.points, driver_rgb)
         source = self.lips.close(self.eyes.place(target, field), target, field)
         changed = None
-        if self.config.full_resolution:  # the paste takes from the crop whatever differs from the photo here
+        if self.full_resolution:  # the paste takes from the crop whatever differs from the photo here
             differs = (np.abs(source - self._crop_chw).max(axis=0) > 0.5 / 255).astype(np.uint8)
             changed = warp_mask(field, cv2.GaussianBlur(cv2.dilate(differs, np.ones((3, 3), np.uint8))
                                                         .astype(np.float32), (0, 0), 0.7))
@@ -191,7 +196,7 @@ class Reenactor:
     def composite(self, plan: FramePlan, crop: np.ndarray) -> np.ndarray:
         """The paste-back stage alone: the photo-sized frame with ``crop`` blended in, then the badge and
         the watermark (:mod:`livefake.provenance`)."""
-        if self.config.full_resolution:
+        if self.full_resolution:
             inside = plan.mouth.mask if plan.changed is None else np.maximum(plan.mouth.mask, plan.changed)
             frame = self.compositor.paste(crop, plan.field, inside, plan.shading)
         else:

@@ -68,7 +68,7 @@ def test_a_blink_shuts_the_eyes(photo, full_resolution):
     source, face = photo_landmarks(photo)
     h, w = source.photo.shape[:2]
     state = dict(script(0.0), blink=1.0)
-    config = ReenactConfig(full_resolution=full_resolution, provenance=PLAIN.provenance)
+    config = ReenactConfig(full_resolution_beyond=0.0 if full_resolution else np.inf, provenance=PLAIN.provenance)
     with Reenactor(source, config) as r, LandmarkDetector(video=False) as judge:
         r.animate(face, 0.0)
         rest = judge.detect(r.animate(face, 0.05).frame)

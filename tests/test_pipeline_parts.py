@@ -48,7 +48,7 @@ def test_prefetch_raises_worker_errors_in_the_caller():
 def test_full_resolution_paste_agrees_with_crop_paste_and_is_sharper():
     src = prepared("astronaut.png")  # 512 photo, face larger than a 256 crop's pixels
     frames = clip_frames("mouth_open.mp4", 150)
-    with Reenactor(src) as plain, Reenactor(src, ReenactConfig(full_resolution=True)) as sharp:
+    with Reenactor(src) as plain, Reenactor(src, ReenactConfig(full_resolution_beyond=0.0)) as sharp:
         a = [plain.process(f, i / 30).frame for i, f in enumerate(frames)]
         b = [sharp.process(f, i / 30).frame for i, f in enumerate(frames)]
     diff = np.abs(np.array(a, np.float32) - np.array(b, np.float32)).mean()
@@ -62,3 +62,21 @@ def test_full_resolution_paste_agrees_with_crop_paste_and_is_sharper():
         return float(np.abs(np.diff(g, axis=1)).mean())
 
     assert detail(b[0]) > 1.05 * detail(a[0])
+
+
+def test_a_face_the_crop_shrinks_over_four_times_is_resampled_from_the_photo():
+    """o_mouth.jpg's face is cut 5.4 times smaller into the 256 crop: pasted back, the crop is plainly
+    softer than the photo, so by default the face is resampled from the photo itself. astronaut.png's,
+    1.2 times, is pasted as before."""
+
+    def outputs(name: str, config: ReenactConfig) -> np.ndarray:
+        with Reenactor(prepared(name), config) as r:
+            return np.array([r.process(f, i / 30).frame for i, f in enumerate(clip_frames("mouth_open.mp4", 3))])
+
+    def detail(frames: np.ndarray) -> float:  # mean step between neighbouring pixels, the last frame
+        return float(np.abs(np.diff(frames[-1].astype(np.float32).mean(axis=2), axis=1)).mean())
+
+    pasted_config = ReenactConfig(full_resolution_beyond=np.inf)
+    resampled, pasted = outputs("o_mouth.jpg", ReenactConfig()), outputs("o_mouth.jpg", pasted_config)
+    assert detail(resampled) > 1.3 * detail(pasted)
+    np.testing.assert_array_equal(outputs("astronaut.png", ReenactConfig()), outputs("astronaut.png", pasted_config))
