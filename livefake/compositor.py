@@ -83,16 +83,36 @@ class Compositor:
             step = (g - 1) / (self._size_px - 1)  # coarse nodes sit on the first and last pixel centres
             self._crop_step = (g, self._crop_x * step, self._crop_y * step)
         _, grid_x, grid_y = self._crop_step
-        unit = cv2.remap(field, grid_x, grid_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        photo_xy = cv2.transform(unit, self._unit_to_photo_matrix)  # (h, w, 2) photo pixels
+        # What the field's nodes read (photo pixels, the shading's gain) is found at the nodes and only then
+        # spread over the box: an affine map commutes with bilinear interpolation, and the gain is smooth.
+        nodes = cv2.transform(field, self._unit_to_photo_matrix)
+        photo_xy = cv2.remap(nodes, grid_x, grid_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         warped = cv2.remap(self.photo, photo_xy, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         if shading is not None and np.any(shading != 1.0):
-            g = shading.shape[0]
-            gain = cv2.remap(shading, (unit[..., 0] + 1.0) * (g / 2.0) - 0.5, (unit[..., 1] + 1.0) * (g / 2.0) - 0.5,
-                             cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            warped = np.clip(warped * gain + 0.5, 0, 255).astype(np.uint8)
-        if crop_mask is not None and crop_mask.any():
-            inside = cv2.warpAffine(crop_mask, self._to_box, self._size, flags=cv2.INTER_LINEAR,
+            at = (field + 1.0) * (shading.shape[0] / 2.0) - 0.5
+            gain = cv2.remap(shading, at[..., 0], at[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            gain = cv2.remap(gain, grid_x, grid_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            warped = cv2.multiply(warped, gain, dtype=cv2.CV_8U)
+        rect = None if crop_mask is None else self._landing(crop_mask)
+        if rect is not None:  # the crop, where the mask takes it, resampled into that part of the box alone
+            x0, y0, x1, y1 = rect
+            to_rect = self._to_box.copy()
+            to_rect[:, 2] -= (x0, y0)
+            size = (x1 - x0, y1 - y0)
+            inside = cv2.warpAffine(crop_mask, to_rect, size, flags=cv2.INTER_LINEAR,
                                     borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-            warped = cv2.blendLinear(self._place(crop), warped, inside, 1.0 - inside)
+            placed = cv2.warpAffine(crop, to_rect, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            warped[y0:y1, x0:x1] = cv2.blendLinear(placed, warped[y0:y1, x0:x1], inside, 1.0 - inside)
         return warped
+
+    def _landing(self, crop_mask: np.ndarray, pad: int = 2) -> tuple[int, int, int, int] | None:
+        """The part (x0, y0, x1, y1) of the box where a crop mask's nonzero pixels land, or None."""
+        ys, xs = np.nonzero(crop_mask)
+        if len(xs) == 0:
+            return None
+        lo, hi = (xs.min() - pad, ys.min() - pad), (xs.max() + pad, ys.max() + pad)
+        corners = np.array([lo, hi, (lo[0], hi[1]), (hi[0], lo[1])], np.float64)
+        landed = corners @ self._to_box[:, :2].T + self._to_box[:, 2]
+        x0, y0 = np.clip(np.floor(landed.min(axis=0)).astype(int), 0, self._size)
+        x1, y1 = np.clip(np.ceil(landed.max(axis=0)).astype(int) + 1, 0, self._size)
+        return (int(x0), int(y0), int(x1), int(y1)) if x1 > x0 and y1 > y0 else None
