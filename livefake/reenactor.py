@@ -103,7 +103,7 @@ class Reenactor:
         # A wide-open photo mouth is shut by the retargeter; the generator then warps a crop whose opening is
         # filled with lip, and every opening of the target gets the driver's interior.
         shut = fr.wide_open_mouth(source.points) > 0.5
-        self.mouth = MouthGeometry(source.points, size, patch_size=max(32, size // 4), shut=shut)
+        self.mouth = MouthGeometry(source.points, size, shut=shut)
         self.compositor = Compositor(source, self.config.feather)
         self.full_resolution = source.transform.scale * self.config.full_resolution_beyond < 1.0
         self.provenance = Provenance(self.config.provenance)
