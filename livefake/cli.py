@@ -91,6 +91,20 @@ def _add_shading_option(group: argparse._ActionsContainer) -> None:
                        help="keep the photo's own light instead of carrying the driver's changes of light onto it")
 
 
+def _add_full_res_option(group: argparse._ActionsContainer) -> None:
+    group.add_argument("--full-res", nargs="?", const="always", default="auto", choices=("auto", "always", "never"),
+                       help="resample the face from the full-resolution photo through the warp instead of pasting "
+                            "the crop back: sharper, slower on the CPU (default auto: where the crop shrinks the "
+                            "face more than 4 times, a close-up; --full-res alone: always)")
+
+
+def _full_resolution_beyond(choice: str) -> float:
+    """``--full-res`` as :attr:`ReenactConfig.full_resolution_beyond`."""
+    from livefake.reenactor import ReenactConfig
+
+    return {"auto": ReenactConfig.full_resolution_beyond, "always": 0.0, "never": float("inf")}[choice]
+
+
 def _add_live_options(parser: argparse.ArgumentParser) -> None:
     live = parser.add_argument_group("live app (no COMMAND)")
     live.add_argument("--source", dest="live_sources", type=Path, action="append", metavar="PHOTO",
@@ -102,6 +116,7 @@ def _add_live_options(parser: argparse.ArgumentParser) -> None:
     live.add_argument("--driving", dest="live_driving", type=Path, metavar="FILE",
                       help="play this video as the webcam, at its own frame rate, looping")
     _add_shading_option(live)
+    _add_full_res_option(live)
     live.add_argument("--unpaced", action="store_true",
                       help="with --driving: as fast as the pipeline takes frames (throughput measurements)")
     live.add_argument("--size", dest="live_size", type=_size, default=(1280, 720), metavar="WxH",
@@ -148,10 +163,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--size", type=_size, metavar="WxH",
                        help="output frame size (default: the source photo's own)")
         p.add_argument("--max-frames", type=_positive_int, metavar="N", help="stop after N frames")
-        p.add_argument("--full-res", action="store_true",
-                       help="resample the face from the full-resolution photo through the warp instead of pasting "
-                            "the crop back, however large the face (by default only where the crop shrinks it "
-                            "more than 4 times): sharper, slower on the CPU")
+        _add_full_res_option(p)
         _add_shading_option(p)
         p.add_argument("--quiet", action="store_true", help="no progress bar")
         p.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "cuda", "cpu", "onnxruntime"),
@@ -241,8 +253,7 @@ def run(argv: list[str] | None = None) -> int:
 
     options = RenderOptions(crop_size=args.crop_size, output_size=args.size, max_frames=args.max_frames,
                             progress=not args.quiet,
-                            reenact=ReenactConfig(full_resolution_beyond=0.0 if args.full_res
-                                                  else ReenactConfig.full_resolution_beyond,
+                            reenact=ReenactConfig(full_resolution_beyond=_full_resolution_beyond(args.full_res),
                                                   backend=BackendConfig(args.backend),
                                                   shading=ShadingConfig(enabled=not args.no_shading),
                                                   provenance=_provenance(args)))
@@ -300,6 +311,7 @@ def run_live(args: argparse.Namespace) -> int:
         raise
     config = LiveConfig(fps=args.fps, mirror=args.mirror,
                         reenact=ReenactConfig(backend=BackendConfig(args.backend, args.precision),
+                                              full_resolution_beyond=_full_resolution_beyond(args.full_res),
                                               shading=ShadingConfig(enabled=not args.no_shading),
                                               provenance=_provenance(args)))
     preview: LatestQueue | None = LatestQueue(1, "preview") if args.preview else None

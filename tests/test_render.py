@@ -199,6 +199,21 @@ def test_bad_numbers_are_refused_by_the_parser(argv, capsys):
     assert "Traceback" not in capsys.readouterr().err
 
 
+def test_full_res_on_the_command_line_picks_where_the_face_comes_from(tmp_path):
+    """o_mouth.jpg is a close-up (cut 5.4 times smaller into the crop): by default its face is resampled
+    from the photo, ``--full-res never`` pastes the crop back, plainly softer even after H.264."""
+    args = ["render", "--source", str(face_file("images", "o_mouth.jpg")), "--driving",
+            str(face_file("videos", "mouth_open.mp4")), "--max-frames", "3", "--quiet"]
+
+    def detail(choice: list[str]) -> float:  # mean step between neighbouring pixels of the last frame
+        out = tmp_path / f"out{len(choice)}.mp4"
+        assert main([*args, "--output", str(out), *choice]) == 0
+        with VideoReader(out) as reader:
+            last = [f.rgb for f in reader][-1].astype(np.float32).mean(axis=2)
+        return float(np.abs(np.diff(last, axis=1)).mean())
+
+    assert detail([]) > 1.2 * detail(["--full-res", "never"])
+
 def test_a_wide_open_photo_mouth_shows_lips_not_a_dark_hole_while_the_driver_rests():
     """o_mouth.jpg's "O" is shut at the driver's neutral; the field cannot squeeze the opening to a line,
     so it is filled with lip first: the shut mouth's middle is about as light as the lips."""
