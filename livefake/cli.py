@@ -91,8 +91,9 @@ def _add_shading_option(group: argparse._ActionsContainer) -> None:
                        help="keep the photo's own light instead of carrying the driver's changes of light onto it")
 
 
-def _add_full_res_option(group: argparse._ActionsContainer) -> None:
-    group.add_argument("--full-res", nargs="?", const="always", default="auto", choices=("auto", "always", "never"),
+def _add_full_res_option(group: argparse._ActionsContainer, dest: str) -> None:
+    group.add_argument("--full-res", dest=dest, nargs="?", const="always", default="auto",
+                       choices=("auto", "always", "never"),
                        help="resample the face from the full-resolution photo through the warp instead of pasting "
                             "the crop back: sharper, slower on the CPU (default auto: where the crop shrinks the "
                             "face more than 4 times, a close-up; --full-res alone: always)")
@@ -116,7 +117,7 @@ def _add_live_options(parser: argparse.ArgumentParser) -> None:
     live.add_argument("--driving", dest="live_driving", type=Path, metavar="FILE",
                       help="play this video as the webcam, at its own frame rate, looping")
     _add_shading_option(live)
-    _add_full_res_option(live)
+    _add_full_res_option(live, "live_full_res")
     live.add_argument("--unpaced", action="store_true",
                       help="with --driving: as fast as the pipeline takes frames (throughput measurements)")
     live.add_argument("--size", dest="live_size", type=_size, default=(1280, 720), metavar="WxH",
@@ -163,7 +164,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--size", type=_size, metavar="WxH",
                        help="output frame size (default: the source photo's own)")
         p.add_argument("--max-frames", type=_positive_int, metavar="N", help="stop after N frames")
-        _add_full_res_option(p)
+        _add_full_res_option(p, "full_res")
         _add_shading_option(p)
         p.add_argument("--quiet", action="store_true", help="no progress bar")
         p.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "cuda", "cpu", "onnxruntime"),
@@ -311,7 +312,7 @@ def run_live(args: argparse.Namespace) -> int:
         raise
     config = LiveConfig(fps=args.fps, mirror=args.mirror,
                         reenact=ReenactConfig(backend=BackendConfig(args.backend, args.precision),
-                                              full_resolution_beyond=_full_resolution_beyond(args.full_res),
+                                              full_resolution_beyond=_full_resolution_beyond(args.live_full_res),
                                               shading=ShadingConfig(enabled=not args.no_shading),
                                               provenance=_provenance(args)))
     preview: LatestQueue | None = LatestQueue(1, "preview") if args.preview else None

@@ -50,8 +50,9 @@ class PointTrackingConfig:
     MediaPipe's point taken each frame (1: MediaPipe's points, left unsmoothed); ``max_side``: the face
     region is scaled to at most this side for the flow; ``window``, ``levels``: Lucas-Kanade window (px)
     and pyramid levels; ``max_gap``: farther than this from MediaPipe's point (interocular distances) the
-    flow is not trusted; ``settle``: fits at most of a newly found face's frame, again, until its points move
-    less than ``settled_px`` on average (0: MediaPipe's first fit as it is)."""
+    flow is not trusted; ``settle``: at most this many extra fits of the frame a face is first found on,
+    stopping once its points move under ``settled_px`` (frame pixels) on average (0: MediaPipe's first fit as
+    it is; each time the face is found again, up to that many more MediaPipe calls on that one frame)."""
 
     enabled: bool = True
     gain: float = 0.1

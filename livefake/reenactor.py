@@ -42,9 +42,10 @@ class ReenactConfig:
     feather: float = 0.12  # paste-back feather, fraction of the crop side
     # Where the crop shrinks the photo's face more than this many times, the face is resampled from the
     # full-resolution photo through the warp instead of the crop being pasted back (0: always, inf: never).
-    # Sharper, and 1-3 ms more per frame on the CPU. Beyond 4 times the pasted crop is plainly softer than the
-    # photo around it and MediaPipe misreads its mouth (o_mouth.jpg, 5.4 times: one clip's mouth correlation
-    # 0.79 pasted, 0.91 resampled); below it, where a 1-2 px landmark error shows more on a sharp face than a
+    # Sharper, and slower on the CPU by the box's area: o_mouth.jpg's 720x720 box costs `render` at 256 a
+    # quarter of its frame rate on 2 cores. Beyond 4 times the pasted crop is plainly softer than the photo
+    # around it and MediaPipe misreads its mouth (o_mouth.jpg, 5.4 times: one clip's mouth correlation 0.83
+    # pasted, 0.91 resampled); below it, where a 1-2 px landmark error shows more on a sharp face than a
     # soft one, self-reenactment scores the pasted crop higher (the shared clips, 2.4-3.7 times).
     full_resolution_beyond: float = 4.0
     backend: BackendConfig = field(default_factory=BackendConfig)
@@ -52,6 +53,10 @@ class ReenactConfig:
     tracking: PointTrackingConfig = field(default_factory=PointTrackingConfig)
     # The badge and invisible watermark every output frame carries (livefake.provenance).
     provenance: ProvenanceConfig = field(default_factory=ProvenanceConfig)
+
+    def __post_init__(self) -> None:
+        if not self.full_resolution_beyond >= 0:  # NaN too
+            raise ValueError(f"full_resolution_beyond must be >= 0 (inf: never), got {self.full_resolution_beyond}")
 
 
 @dataclass(frozen=True)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import threading
 import time
 
+import cv2
 import numpy as np
 import pytest
 from conftest import clip_frames, prepared
 
+from livefake.compositor import Compositor
 from livefake.prefetch import prefetch
 from livefake.reenactor import ReenactConfig, Reenactor
+from livefake.warp import WarpSolver
 
 
 def test_prefetch_keeps_order_overlaps_and_stops_its_worker():
@@ -62,6 +65,33 @@ def test_full_resolution_paste_agrees_with_crop_paste_and_is_sharper():
         return float(np.abs(np.diff(g, axis=1)).mean())
 
     assert detail(b[0]) > 1.05 * detail(a[0])
+
+
+def test_the_full_resolution_paste_takes_the_crop_wherever_its_mask_reaches_and_nowhere_else():
+    """The crop is blended in only over the part of the box its mask lands on: the result equals blending
+    over the whole box, for masks at the crop's middle, right edge and corner (a part one pixel short leaves
+    a seam of unblended photo), and one above the photo (astronaut.png's crop reaches past its top) changes
+    nothing."""
+    source = prepared("astronaut.png")
+    size = source.transform.size
+    compositor = Compositor(source)
+    field = WarpSolver(source.points, size).identity
+    crop = 255 - source.crop  # real detail, far from the photo everywhere
+    whole_mask = cv2.warpAffine(np.ones((size, size), np.float32), compositor._to_box, compositor._size)
+    photo_only = compositor._warp_photo(field, crop, None, None)
+    reached = 0
+    for x0, y0, side in ((120, 130, 20), (0, 0, 9), (size - 7, 60, 7), (size - 5, size - 5, 5)):
+        mask = np.zeros((size, size), np.float32)
+        mask[y0:y0 + side, x0:x0 + side] = 1.0
+        inside = cv2.warpAffine(mask, compositor._to_box, compositor._size)
+        whole = cv2.blendLinear(compositor._place(crop), photo_only, inside, 1.0 - inside)
+        got = compositor._warp_photo(field, crop, mask, None)
+        assert np.array_equal(got[whole_mask == 0], photo_only[whole_mask == 0])
+        # Within OpenCV's fixed-point rounding of a shifted warp; a pixel left out would be 50-200 levels off.
+        assert np.abs(got.astype(np.int16) - whole).max() <= 8, (x0, y0)
+        reached += bool((inside > 0).any())
+    assert reached == 3  # all but the corner above the photo
+    assert np.array_equal(compositor._warp_photo(field, crop, np.zeros((size, size), np.float32), None), photo_only)
 
 
 def test_a_face_the_crop_shrinks_over_four_times_is_resampled_from_the_photo():

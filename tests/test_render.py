@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from conftest import clip_frames, face_file, measure_faces, prepared
 
 from livefake import face_regions as fr
-from livefake.cli import main
-from livefake.reenactor import Reenactor
+from livefake.cli import _full_resolution_beyond, _parser, main
+from livefake.reenactor import ReenactConfig, Reenactor
 from livefake.retarget import euler_from_rotation, head_pose
 from livefake.video_io import VideoReader, VideoWriter
 
@@ -213,6 +215,21 @@ def test_full_res_on_the_command_line_picks_where_the_face_comes_from(tmp_path):
         return float(np.abs(np.diff(last, axis=1)).mean())
 
     assert detail([]) > 1.2 * detail(["--full-res", "never"])
+
+
+def test_full_res_reads_the_same_for_render_and_the_live_app():
+    """``--full-res`` alone means always, a value picks one, none means auto: for a subcommand and for the
+    live app's own options alike, read into the threshold the reenactor takes."""
+    parser = _parser()
+    render = ["render", "--source", "a.jpg", "--driving", "b.mp4", "--output", "c.mp4"]
+    for given, choice, beyond in (([], "auto", ReenactConfig.full_resolution_beyond),
+                                  (["--full-res"], "always", 0.0), (["--full-res", "never"], "never", math.inf)):
+        assert parser.parse_args([*render, *given]).full_res == choice
+        assert parser.parse_args(given).live_full_res == choice
+        assert _full_resolution_beyond(choice) == beyond
+    with pytest.raises(ValueError, match="full_resolution_beyond"):
+        ReenactConfig(full_resolution_beyond=-1.0)
+
 
 def test_a_wide_open_photo_mouth_shows_lips_not_a_dark_hole_while_the_driver_rests():
     """o_mouth.jpg's "O" is shut at the driver's neutral; the field cannot squeeze the opening to a line,
