@@ -21,6 +21,17 @@ def crop_feather(size: int, feather: float) -> np.ndarray:
     return np.minimum(ramp[:, None], ramp[None, :]).astype(np.float32)
 
 
+def landing(matrix: np.ndarray, lo: tuple[float, float], hi: tuple[float, float],
+            limit: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The pixel rectangle (x0, y0, x1, y1), end exclusive, within (0, 0)-``limit`` (w, h), that the
+    rectangle ``lo``-``hi`` lands on through the (2, 3) affine ``matrix``; empty where it lands outside."""
+    corners = np.array([lo, hi, (lo[0], hi[1]), (hi[0], lo[1])], np.float64)
+    landed = corners @ matrix[:, :2].T + matrix[:, 2]
+    x0, y0 = np.clip(np.floor(landed.min(axis=0)).astype(int), 0, limit)
+    x1, y1 = np.clip(np.ceil(landed.max(axis=0)).astype(int) + 1, 0, limit)
+    return int(x0), int(y0), int(x1), int(y1)
+
+
 class Compositor:
     """Pastes (S, S, 3) uint8 crops into copies of the source photo; pixels outside the crop's
     footprint are never touched."""
@@ -30,11 +41,7 @@ class Compositor:
         h, w = self.photo.shape[:2]
         size = source.transform.size
         inverse = source.transform.inverse()
-        corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64) - 0.5
-        foot = corners @ inverse[:, :2].T + inverse[:, 2]
-        x0, y0 = np.maximum(np.floor(foot.min(axis=0)).astype(int), 0)
-        x1, y1 = np.minimum(np.ceil(foot.max(axis=0)).astype(int) + 1, [w, h])
-        self.box = (int(x0), int(y0), int(x1), int(y1))
+        self.box = x0, y0, x1, y1 = landing(inverse, (-0.5, -0.5), (size - 0.5, size - 0.5), (w, h))
         self._to_box = inverse.copy()
         self._to_box[:, 2] -= (x0, y0)
         self._size = (int(x1 - x0), int(y1 - y0))
@@ -110,9 +117,6 @@ class Compositor:
         ys, xs = np.nonzero(crop_mask)
         if len(xs) == 0:
             return None
-        lo, hi = (xs.min() - pad, ys.min() - pad), (xs.max() + pad, ys.max() + pad)
-        corners = np.array([lo, hi, (lo[0], hi[1]), (hi[0], lo[1])], np.float64)
-        landed = corners @ self._to_box[:, :2].T + self._to_box[:, 2]
-        x0, y0 = np.clip(np.floor(landed.min(axis=0)).astype(int), 0, self._size)
-        x1, y1 = np.clip(np.ceil(landed.max(axis=0)).astype(int) + 1, 0, self._size)
-        return (int(x0), int(y0), int(x1), int(y1)) if x1 > x0 and y1 > y0 else None
+        x0, y0, x1, y1 = landing(self._to_box, (xs.min() - pad, ys.min() - pad), (xs.max() + pad, ys.max() + pad),
+                                 self._size)
+        return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
