@@ -273,23 +273,44 @@ class WarpSolver:
         coef = np.linalg.solve(a, rhs).astype(np.float32)
         # The border anchors come last and never move: their kernel at the nodes is computed once.
         fixed = len(self._anchors) if np.array_equal(centres[n - len(self._anchors):], self._anchors) else 0
-        out = self._kernel(centres[: n - fixed]) @ coef[: n - fixed] + coef[n] + self._nodes32 @ coef[n + 1:]
+        out = self._kernel_times(centres[: n - fixed], coef[: n - fixed])
+        out += coef[n] + self._nodes32 @ coef[n + 1:]
         if fixed:
             out += self._anchor_kernel @ coef[n - fixed: n]
         return out.reshape(self.grid_size, self.grid_size, 2)
 
+    def _squared_distances(self, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(G, N) float32 squared distances from each node column's x and each node row's y to each centre:
+        the grid is separable, so node (row i, column j) is dy2[i] + dx2[j] away. dx2 carries the 1e-12 that
+        keeps log() finite where a node and a centre coincide (a value below float32's step elsewhere)."""
+        c32 = centres.astype(np.float32)
+        dx2 = np.square(self._axis32[:, None] - c32[None, :, 0])
+        dx2 += 1e-12
+        return dx2, np.square(self._axis32[:, None] - c32[None, :, 1])
+
     def _kernel(self, centres: np.ndarray) -> np.ndarray:
         """(G*G, N) float32 thin-plate kernel r^2 log r^2 from every field node to every centre."""
-        c32 = centres.astype(np.float32)
-        # The grid is separable: squared distances from each node row and column to each centre, then one
-        # broadcast sum gives all (G, G, N) of them (3x faster than the expanded product form).
-        dx2 = np.square(self._axis32[:, None] - c32[None, :, 0])
-        dy2 = np.square(self._axis32[:, None] - c32[None, :, 1])
-        d2 = dy2[:, None, :] + dx2[None, :, :]  # node (row i, column j): y from row, x from column
-        np.maximum(d2, 1e-12, out=d2)
-        u = np.log(d2)
-        u *= d2
-        return u.reshape(-1, len(centres))
+        dx2, dy2 = self._squared_distances(centres)
+        d2 = dy2[:, None, :] + dx2[None, :, :]
+        return (d2 * np.log(d2)).reshape(-1, len(centres))
+
+    def _kernel_times(self, centres: np.ndarray, coef: np.ndarray) -> np.ndarray:
+        """(G*G, 2) float32: :meth:`_kernel` of ``centres`` times ``coef`` ((N, 2)), a block of node rows at a
+        time, so each block's kernel stays in the CPU's cache (twice as fast as the whole (G*G, N) kernel)."""
+        dx2, dy2 = self._squared_distances(centres)
+        g, n = self.grid_size, len(centres)
+        rows = max(1, 8192 * 16 // (g * n))  # blocks of about 0.5 MB
+        d2 = np.empty((rows, g, n), np.float32)
+        kernel = np.empty_like(d2)
+        out = np.empty((g, g, 2), np.float32)
+        for top in range(0, g, rows):
+            m = min(rows, g - top)
+            np.add(dy2[top: top + m, None, :], dx2[None], out=d2[:m])
+            np.log(d2[:m], out=kernel[:m])
+            kernel[:m] *= d2[:m]
+            np.matmul(kernel[:m].reshape(-1, n), coef.astype(np.float32, copy=False),
+                      out=out[top: top + m].reshape(-1, 2))
+        return out.reshape(-1, 2)
 
     def solve(self, target: np.ndarray, min_margin: float = 0.02) -> tuple[np.ndarray, float, np.ndarray]:
         """Coarse backward field for ``target`` ((478, 3) crop pixels), how much of the motion it keeps,

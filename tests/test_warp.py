@@ -10,7 +10,7 @@ from conftest import CLIPS, clip_landmarks, prepared
 
 from livefake.landmarks import FaceLandmarks
 from livefake.retarget import Retargeter
-from livefake.warp import WarpSolver, field_affine, field_points, fold_margin
+from livefake.warp import WarpConfig, WarpSolver, field_affine, field_points, fold_margin, tps_kernel, tps_system
 
 
 def full_resolution_jacobian(field: np.ndarray, size: int) -> np.ndarray:
@@ -31,6 +31,24 @@ def test_neutral_target_gives_the_identity_field():
     assert kept == 1.0
     np.testing.assert_allclose(field, solver.identity, atol=1e-5)
     assert fold_margin(field) == pytest.approx(1.0, abs=0.05)
+
+
+@pytest.mark.parametrize("grid", [80, 37])
+def test_the_field_is_the_spline_through_the_controls_at_every_node(grid):
+    """The field (its kernel summed a block of node rows at a time, the border anchors' part kept from the
+    start) equals the thin-plate spline through the controls evaluated at every node in float64."""
+    src = prepared("astronaut.png")
+    solver = WarpSolver(src.points, 256, WarpConfig(grid_size=grid))
+    target = src.points.astype(np.float64).copy()
+    target[target[:, 1] > src.points[13, 1], 1] += 6.0  # all below the upper lip drops: the jaw opens
+    centres, values = solver.controls(target)
+    field = solver.field(centres, values, stiffness=1e-3)
+    diag = np.full(len(centres), solver.config.stiffness)
+    diag[: len(centres) - len(solver._ring_src) - len(solver._anchors)] = 1e-3
+    coef = np.linalg.solve(tps_system(centres, diag), np.r_[values, np.zeros((3, 2))])
+    d2 = np.square(solver.nodes[:, None] - centres[None]).sum(axis=-1)
+    expected = tps_kernel(d2) @ coef[:-3] + coef[-3] + solver.nodes @ coef[-2:]
+    assert np.abs(field.reshape(-1, 2) - expected).max() * 128 < 0.01  # crop pixels
 
 
 def test_field_lookup_agrees_with_the_generator_and_finds_the_local_affine():
