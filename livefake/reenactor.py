@@ -22,7 +22,7 @@ from livefake.compositor import Compositor
 from livefake.eyes import EyeLayers
 from livefake.generator import GeneratorInputs, image_to_tensor
 from livefake.landmarks import FaceLandmarks
-from livefake.mouth import MouthGeometry, MouthInputs, fill_open_mouth
+from livefake.mouth import MouthGeometry, MouthInputs, shut_mouth_crop
 from livefake.openings import SlidingOpening, warp_mask
 from livefake.point_tracking import DriverLandmarks, PointTrackingConfig
 from livefake.provenance import Provenance, ProvenanceConfig, around_mouth
@@ -106,7 +106,8 @@ class Reenactor:
         self.warp = WarpSolver(source.points, size, self.config.warp)
         self.shading = ShadingTransfer(source.points, size, self.config.shading)
         # A wide-open photo mouth is shut by the retargeter; the generator then warps a crop whose opening is
-        # filled with lip, and every opening of the target gets the driver's interior.
+        # filled with lip and whose lips, stretched pale, are deepened (shut_mouth_crop), and every opening of
+        # the target gets the driver's interior.
         shut = fr.wide_open_mouth(source.points) > 0.5
         self.mouth = MouthGeometry(source.points, size, shut=shut)
         self.compositor = Compositor(source, self.config.feather)
@@ -118,7 +119,7 @@ class Reenactor:
         self.marked_photo = self.provenance.apply_(source.photo.copy())
         self.backend: GeneratorBackend = start_backend(size, self.config.backend)
         # The eyes' layers: every frame, the irises are laid into the eyeball where the gaze puts them.
-        self.eyes = EyeLayers(fill_open_mouth(source.crop, source.points) if shut else source.crop, source.points,
+        self.eyes = EyeLayers(shut_mouth_crop(source.crop, source.points) if shut else source.crop, source.points,
                               patch_size=max(16, size // 8))
         # Lips the warp leaves apart where the target shuts them are slid together (livefake.openings).
         self.lips = SlidingOpening.across(fr.LIPS_INNER_PAIRS, (fr.LIPS_INNER[0], fr.LIPS_INNER[10]),

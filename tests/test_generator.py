@@ -13,7 +13,15 @@ from livefake import face_regions as fr
 from livefake.color import ReinhardMatch, lab_to_rgb, masked_lab_stats, rgb_to_lab
 from livefake.generator import GeneratorInputs, ReenactmentGenerator, image_to_tensor, reenact_crop
 from livefake.landmarks import LandmarkDetector
-from livefake.mouth import STRETCH_KEEP, MouthGeometry, opening_aspect, skin_view, stretch_opening
+from livefake.mouth import (
+    SHUT_LIP_CHROMA,
+    STRETCH_KEEP,
+    MouthGeometry,
+    opening_aspect,
+    shut_mouth_crop,
+    skin_view,
+    stretch_opening,
+)
 from livefake.reenactor import Reenactor
 
 
@@ -185,3 +193,28 @@ def test_onnx_export_matches_torch_in_onnxruntime(tmp_path):
     assert np.abs(got - want).max() <= 1e-3
     ops = {node.op_type for node in onnx.load(str(path)).graph.node}
     assert "GridSample" in ops and not ops & {"Loop", "If"}  # static graph, no data-dependent control flow
+
+
+def test_a_shut_mouth_crop_fills_the_opening_and_deepens_the_lips_only():
+    """o_mouth.jpg's crop, as the retargeter shuts it: the dark "O" is filled, the lips differ from the skin
+    around them in LAB chroma up to SHUT_LIP_CHROMA times as much, and every pixel a few away from the lips
+    stays."""
+    src = prepared("o_mouth.jpg")
+    out = shut_mouth_crop(src.crop, src.points)
+    lab_before = cv2.cvtColor(src.crop.astype(np.float32) / 255, cv2.COLOR_RGB2Lab)
+    lab_after = cv2.cvtColor(out.astype(np.float32) / 255, cv2.COLOR_RGB2Lab)
+    skin = MouthGeometry.skin_stats(src.points, src.crop)[0]
+    outer = np.zeros(src.crop.shape[:2], np.uint8)
+    cv2.fillPoly(outer, [np.round(src.points[list(fr.LIPS_OUTER), :2]).astype(np.int32)], 1)
+    inner = np.zeros_like(outer)
+    cv2.fillPoly(inner, [np.round(src.points[list(fr.LIPS_INNER), :2]).astype(np.int32)], 1)
+    lips = outer & (1 - cv2.dilate(inner, np.ones((3, 3), np.uint8)))
+    assert lips.sum() > 30  # the thin lips of an "O" at 256
+    chroma = [np.linalg.norm((lab[lips > 0, 1:] - skin[1:]).mean(axis=0)) for lab in (lab_before, lab_after)]
+    # Deepened SHUT_LIP_CHROMA times in the lips' middle, less where their feathered edge meets the skin.
+    assert 0.75 * SHUT_LIP_CHROMA * chroma[0] < chroma[1] < 1.02 * SHUT_LIP_CHROMA * chroma[0]
+    hole = 0.5 * (src.points[13, :2] + src.points[14, :2])
+    x, y = np.round(hole).astype(int)
+    assert lab_after[y, x, 0] > lab_before[y, x, 0] + 15  # the opening is filled, lighter than the dark mouth
+    away = cv2.dilate(outer, np.ones((9, 9), np.uint8)) == 0
+    np.testing.assert_array_equal(out[away], src.crop[away])
