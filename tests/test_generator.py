@@ -7,10 +7,10 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import clip_frames, prepared
+from conftest import clip_frames, measure_faces, prepared
 
 from livefake import face_regions as fr
-from livefake.color import ReinhardMatch, lab_to_rgb, masked_lab_stats, rgb_to_lab
+from livefake.color import ReinhardMatch, lab_to_rgb, masked_lab_stats, relight_transfer, rgb_to_lab
 from livefake.generator import GeneratorInputs, ReenactmentGenerator, image_to_tensor, reenact_crop
 from livefake.landmarks import LandmarkDetector
 from livefake.mouth import (
@@ -218,3 +218,20 @@ def test_a_shut_mouth_crop_fills_the_opening_and_deepens_the_lips_only():
     assert lab_after[y, x, 0] > lab_before[y, x, 0] + 15  # the opening is filled, lighter than the dark mouth
     away = cv2.dilate(outer, np.ones((9, 9), np.uint8)) == 0
     np.testing.assert_array_equal(out[away], src.crop[away])
+
+
+def test_teeth_carried_into_a_photo_whose_skin_varies_more_stay_white():
+    """The skin around mouth_open.jpg's lips spreads 3.9 times as far in b* as talking.mp4's: scaled by that,
+    the driver's white teeth (20 b* below its skin) came out b* -60, blue. The spread's ratio is bounded, so
+    they stay a light neutral; lightness still follows the photo's darker skin."""
+    frame = clip_frames("talking.mp4", 1)[0]
+    (points,) = measure_faces([frame])
+    assert points is not None
+    src = prepared("mouth_open.jpg")
+    driver = torch.from_numpy(MouthGeometry.skin_stats(points, frame))[None]
+    photo = torch.from_numpy(MouthGeometry.skin_stats(src.points, src.crop))[None]
+    assert photo[0, 1, 2] > 3 * driver[0, 1, 2]
+    teeth = torch.tensor([88.0, 1.0, 3.0]).view(1, 3, 1, 1)
+    out = relight_transfer(teeth, driver, photo)[0, :, 0, 0]
+    assert abs(float(out[1])) < 8 and abs(float(out[2])) < 8
+    assert 50 < float(out[0]) < 88  # darker, as the photo's skin is darker than the driver's
