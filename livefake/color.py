@@ -86,9 +86,9 @@ def reinhard_transfer(lab: torch.Tensor, from_stats: torch.Tensor, to_stats: tor
 def relight_transfer(lab: torch.Tensor, from_stats: torch.Tensor, to_stats: torch.Tensor,
                      max_gain: float = 2.0, max_spread: float = 1.25) -> torch.Tensor:
     """Map LAB values seen in the light of a region with statistics ``from_stats`` (B, 2, 3) into the light
-    of one with ``to_stats``: colour (a, b) by :func:`reinhard_transfer`, its spread ratio held within
-    ``max_spread`` either way; lightness so that whatever was k times darker than the region stays k times
-    darker.
+    of one with ``to_stats``: colour (a, b) as :func:`reinhard_transfer` moves it, with the ratio of the
+    spreads held within ``max_spread`` either way; lightness so that whatever was k times darker than the
+    region stays k times darker.
 
     A change of light multiplies luminance Y, and L = 116 Y^(1/3) - 16, so it multiplies L + 16 by one
     factor, the ratio of the regions' L + 16 (at most ``max_gain`` either way: 8 times the light). Reinhard's

@@ -24,10 +24,10 @@ _QUEUE_SIZE = 8
 _TIME_BASE = Fraction(1, 90000)  # output video clock: exact for 24, 25, 30, 60 and 30000/1001 fps
 _COPIED_AUDIO = {"aac", "mp3"}  # MP4 takes these as they are; other codecs are transcoded to AAC
 _AUDIO_PREROLL_S = 0.05  # copied audio before the start warms up the decoder; the MP4 edit list hides it
-# Frames up to this many pixels are encoded by one x264 thread: at veryfast a 412x550 frame takes about 4.5 ms
-# of CPU that way against 5.0 in x264's default pool (3 threads and a lookahead on 2 cores, which compete
-# with the stages for the cores; alternating runs), into a 5 % smaller file; one thread still encodes a frame
-# of this size in about 9 ms.
+# Frames of up to this many pixels (640x720 or any other shape of that area) are encoded by one x264 thread:
+# at veryfast a 412x550 frame takes about 4.5 ms of CPU that way against 5.0 with PyAV's default (slice
+# threads, one per core, which compete with the stages for the cores; alternating runs), into a 5 % smaller
+# file (one slice a frame); one thread still encodes a frame of this area in about 9 ms.
 _ONE_THREAD_PIXELS = 640 * 720
 _X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 _PICK_ANOTHER = "re-export it or pick another clip"

@@ -299,17 +299,17 @@ class WarpSolver:
         time, so each block's kernel stays in the CPU's cache (twice as fast as the whole (G*G, N) kernel)."""
         dx2, dy2 = self._squared_distances(centres)
         g, n = self.grid_size, len(centres)
-        rows = max(1, 8192 * 16 // (g * n))  # blocks of about 0.5 MB
+        rows = min(g, max(1, 8192 * 16 // max(g * n, 1)))  # two buffers of about 0.5 MB each
         d2 = np.empty((rows, g, n), np.float32)
         kernel = np.empty_like(d2)
+        weights = coef.astype(np.float32, copy=False)
         out = np.empty((g, g, 2), np.float32)
         for top in range(0, g, rows):
             m = min(rows, g - top)
             np.add(dy2[top: top + m, None, :], dx2[None], out=d2[:m])
             np.log(d2[:m], out=kernel[:m])
             kernel[:m] *= d2[:m]
-            np.matmul(kernel[:m].reshape(-1, n), coef.astype(np.float32, copy=False),
-                      out=out[top: top + m].reshape(-1, 2))
+            np.matmul(kernel[:m].reshape(-1, n), weights, out=out[top: top + m].reshape(-1, 2))
         return out.reshape(-1, 2)
 
     def solve(self, target: np.ndarray, min_margin: float = 0.02) -> tuple[np.ndarray, float, np.ndarray]:

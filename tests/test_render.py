@@ -269,7 +269,8 @@ def test_a_wide_open_photo_mouth_reads_shut_while_the_driver_rests():
 def test_a_shut_photo_mouth_opens_with_the_driver_and_its_lips_read_as_lips():
     """o_mouth.jpg's lips, stretched thin and pale around its "O", are deepened in colour when the mouth is
     shut (livefake.mouth.shut_mouth_crop): MediaPipe then finds them, and the output's mouth follows
-    talking.mp4's small openings (0.86 with the photo's own pale lips, 0.90 deepened, first 60 frames)."""
+    talking.mp4's small openings (0.86 with the photo's own pale lips, 0.90 deepened, first 60 frames: the
+    threshold sits between the two)."""
     frames = clip_frames("talking.mp4", 60)
     with Reenactor(prepared("o_mouth.jpg")) as r:
         outs = [r.process(f, i / 30).frame for i, f in enumerate(frames)]
