@@ -45,8 +45,7 @@ class Compositor:
         self._to_box = inverse.copy()
         self._to_box[:, 2] -= (x0, y0)
         self._size = (int(x1 - x0), int(y1 - y0))
-        mask = cv2.warpAffine(crop_feather(size, feather), self._to_box, self._size, flags=cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        mask = self._into(crop_feather(size, feather), (0, 0, *self._size), cv2.BORDER_CONSTANT)
         self._weight = np.ascontiguousarray(mask)
         self._weight_photo = np.ascontiguousarray(1.0 - mask)
         self._background = np.ascontiguousarray(self.photo[y0:y1, x0:x1])
@@ -81,7 +80,17 @@ class Compositor:
 
     def _place(self, crop: np.ndarray) -> np.ndarray:
         """The crop resampled into the box."""
-        return cv2.warpAffine(crop, self._to_box, self._size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return self._into(crop, (0, 0, *self._size))
+
+    def _into(self, image: np.ndarray, rect: tuple[int, int, int, int],
+              border: int = cv2.BORDER_REPLICATE) -> np.ndarray:
+        """A crop-sized ``image`` resampled into the part ``rect`` (x0, y0, x1, y1) of the box (0 beyond the
+        crop with ``cv2.BORDER_CONSTANT``)."""
+        x0, y0, x1, y1 = rect
+        to_rect = self._to_box.copy()
+        to_rect[:, 2] -= (x0, y0)
+        return cv2.warpAffine(image, to_rect, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=border,
+                              borderValue=0)
 
     def _warp_photo(self, field: np.ndarray, crop: np.ndarray, crop_mask: np.ndarray | None,
                     shading: np.ndarray | None) -> np.ndarray:
@@ -103,13 +112,8 @@ class Compositor:
         rect = None if crop_mask is None else self._landing(crop_mask)
         if rect is not None:  # the crop, where the mask takes it, resampled into that part of the box alone
             x0, y0, x1, y1 = rect
-            to_rect = self._to_box.copy()
-            to_rect[:, 2] -= (x0, y0)
-            size = (x1 - x0, y1 - y0)
-            inside = cv2.warpAffine(crop_mask, to_rect, size, flags=cv2.INTER_LINEAR,
-                                    borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-            placed = cv2.warpAffine(crop, to_rect, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            warped[y0:y1, x0:x1] = cv2.blendLinear(placed, warped[y0:y1, x0:x1], inside, 1.0 - inside)
+            inside = self._into(crop_mask, rect, cv2.BORDER_CONSTANT)
+            warped[y0:y1, x0:x1] = cv2.blendLinear(self._into(crop, rect), warped[y0:y1, x0:x1], inside, 1.0 - inside)
         return warped
 
     def _landing(self, crop_mask: np.ndarray, pad: int = 2) -> tuple[int, int, int, int] | None:
