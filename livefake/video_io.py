@@ -29,6 +29,11 @@ _AUDIO_PREROLL_S = 0.05  # copied audio before the start warms up the decoder; t
 # threads, one per core, which compete with the stages for the cores; alternating runs), into a 5 % smaller
 # file (one slice a frame); one thread still encodes a frame of this area in about 9 ms.
 _ONE_THREAD_PIXELS = 640 * 720
+# With the default preset, veryfast, x264 also skips the quarter-pel refinement passes beyond the first (subme 1
+# for veryfast's 2) and the 4x4 intra partitions: on 200 rendered 412x550 frames at crf 18, about 3.0 against
+# 4.5 ms of CPU a frame (alternating runs), 42.0 against 42.3 dB PSNR, a 3 % larger file. The encoder is about
+# a sixth of `render`'s CPU; superfast would save 1.7 ms, but doubles the file.
+_VERYFAST_ANALYSIS = "subme=1:partitions=i8x8,p8x8"
 _X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 _PICK_ANOTHER = "re-export it or pick another clip"
 
@@ -210,7 +215,10 @@ class VideoWriter:
                 self._audio_source.close()
             raise _error(action, err, "check that the folder is writable") from None
         self._out.metadata.update(metadata or {})
-        self._video = self._out.add_stream("libx264", rate=self.fps, options={"crf": str(crf), "preset": preset})
+        options = {"crf": str(crf), "preset": preset}
+        if preset == "veryfast":
+            options["x264-params"] = _VERYFAST_ANALYSIS
+        self._video = self._out.add_stream("libx264", rate=self.fps, options=options)
         self._video.width, self._video.height, self._video.pix_fmt = width, height, "yuv420p"
         if width * height <= _ONE_THREAD_PIXELS:
             self._video.codec_context.thread_count = 1
