@@ -296,18 +296,19 @@ class WarpSolver:
 
     def _kernel_times(self, centres: np.ndarray, coef: np.ndarray) -> np.ndarray:
         """(G*G, 2) float32: :meth:`_kernel` of ``centres`` times ``coef`` ((N, 2)), a block of node rows at a
-        time, so each block's kernel stays in the CPU's cache (twice as fast as the whole (G*G, N) kernel)."""
+        time, so each block's kernel stays in the CPU's cache (twice as fast as the whole (G*G, N) kernel).
+        The blocks hold r^2 log2 r^2, and the weights take the ln 2 (numpy's log2 takes half log's time)."""
         dx2, dy2 = self._squared_distances(centres)
         g, n = self.grid_size, len(centres)
         rows = min(g, max(1, 8192 * 16 // max(g * n, 1)))  # two buffers of about 0.5 MB each
         d2 = np.empty((rows, g, n), np.float32)
         kernel = np.empty_like(d2)
-        weights = coef.astype(np.float32, copy=False)
+        weights = (coef * np.log(2.0)).astype(np.float32)
         out = np.empty((g, g, 2), np.float32)
         for top in range(0, g, rows):
             m = min(rows, g - top)
             np.add(dy2[top: top + m, None, :], dx2[None], out=d2[:m])
-            np.log(d2[:m], out=kernel[:m])
+            np.log2(d2[:m], out=kernel[:m])
             kernel[:m] *= d2[:m]
             np.matmul(kernel[:m].reshape(-1, n), weights, out=out[top: top + m].reshape(-1, 2))
         return out.reshape(-1, 2)
