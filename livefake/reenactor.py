@@ -53,18 +53,10 @@ class ReenactConfig:
     tracking: PointTrackingConfig = field(default_factory=PointTrackingConfig)
     # The badge and invisible watermark every output frame carries (livefake.provenance).
     provenance: ProvenanceConfig = field(default_factory=ProvenanceConfig)
-    # Threads torch and OpenCV may use inside one call (process-wide: each library keeps one setting; None
-    # leaves their defaults). The stages already run in threads of their own, two in `render` and one each in
-    # the live app, and a library's helper threads only compete with them for the cores and cost CPU to hand
-    # work over: on 2 cores the generator took 6.0 ms of CPU a frame in two torch threads against 4.2 in one,
-    # the paste-back 2.8 against 2.1 in OpenCV's, the stages before the generator 13.5 against 12.9.
-    library_threads: int | None = 1
 
     def __post_init__(self) -> None:
         if not self.full_resolution_beyond >= 0:  # NaN too
             raise ValueError(f"full_resolution_beyond must be >= 0 (inf: never), got {self.full_resolution_beyond}")
-        if self.library_threads is not None and self.library_threads < 1:
-            raise ValueError(f"library_threads must be at least 1 (None: the defaults), got {self.library_threads}")
 
 
 @dataclass(frozen=True)
@@ -105,9 +97,6 @@ class Reenactor:
 
     def __init__(self, source: PreparedSource, config: ReenactConfig | None = None) -> None:
         self.config = config or ReenactConfig()
-        if self.config.library_threads is not None:
-            torch.set_num_threads(self.config.library_threads)
-            cv2.setNumThreads(self.config.library_threads)
         self.source = source
         size = source.transform.size
         self.size = size

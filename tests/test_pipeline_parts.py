@@ -8,7 +8,6 @@ import time
 import cv2
 import numpy as np
 import pytest
-import torch
 from conftest import clip_frames, prepared
 
 from livefake.compositor import Compositor
@@ -111,29 +110,3 @@ def test_a_face_the_crop_shrinks_over_four_times_is_resampled_from_the_photo():
     resampled, pasted = outputs("o_mouth.jpg", ReenactConfig()), outputs("o_mouth.jpg", pasted_config)
     assert detail(resampled) > 1.3 * detail(pasted)
     np.testing.assert_array_equal(outputs("astronaut.png", ReenactConfig()), outputs("astronaut.png", pasted_config))
-
-
-def test_one_library_thread_per_stage_gives_the_same_frames():
-    """The reenactor keeps torch and OpenCV to one thread each (the stages have threads of their own); the
-    frames are the ones the libraries' default threads make, up to float rounding (a level, on 15 of 8.2
-    million values), and ``None`` leaves those defaults."""
-    src = prepared("glasses_dim.jpg")
-    frames = clip_frames("talking.mp4", 12)
-    torch_default, cv_default = torch.get_num_threads(), cv2.getNumThreads()
-    try:
-        torch.set_num_threads(2)
-        cv2.setNumThreads(2)
-        with Reenactor(src, ReenactConfig(library_threads=None)) as defaults:
-            assert (torch.get_num_threads(), cv2.getNumThreads()) == (2, 2)
-            many = [defaults.process(f, i / 30).frame for i, f in enumerate(frames)]
-        with Reenactor(src) as single:
-            assert (torch.get_num_threads(), cv2.getNumThreads()) == (1, 1)
-            one = [single.process(f, i / 30).frame for i, f in enumerate(frames)]
-    finally:
-        torch.set_num_threads(torch_default)
-        cv2.setNumThreads(cv_default)
-    assert np.abs(one[-1].astype(np.int16) - one[0]).max() > 20  # the face moved: a real comparison
-    diff = np.abs(np.array(one, np.int16) - np.array(many))
-    assert diff.max() <= 1 and (diff > 0).mean() < 1e-4
-    with pytest.raises(ValueError, match="library_threads"):
-        ReenactConfig(library_threads=0)
