@@ -15,6 +15,7 @@ among the source photos, pass-through, mirror, quit.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -34,6 +35,7 @@ from livefake.capture import FrameSource
 from livefake.errors import LivefakeError
 from livefake.frame_queue import LatestQueue
 from livefake.frame_stamp import copy_stamp, read_stamp, write_stamp
+from livefake.gil import quick_handoffs
 from livefake.landmarks import FaceLandmarks
 from livefake.point_tracking import DriverLandmarks
 from livefake.reenactor import FramePlan, ReenactConfig, Reenactor
@@ -142,6 +144,7 @@ class LivePipeline:
         self._switch_to: int | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._handoffs = contextlib.ExitStack()
         self._t0 = time.perf_counter()
         self._stamp_times: dict[int, float] = {}
         self._stamp_lock = threading.Lock()
@@ -189,6 +192,7 @@ class LivePipeline:
         if self.geometry_thread:
             stages.insert(2, ("geometry", lambda: self._stage_loop("geometry", "generator", self._geometry)))
         self._t0 = time.perf_counter()
+        self._handoffs.enter_context(quick_handoffs())  # back to the previous interval in stop()
 
         def named(name: str, target: Callable[[], None]) -> Callable[[], None]:
             def run() -> None:
@@ -419,6 +423,7 @@ class LivePipeline:
             r.close()
         self.detector.close()
         self._threads.clear()
+        self._handoffs.close()
 
     def __enter__(self) -> LivePipeline:
         return self.start()

@@ -14,6 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from livefake.errors import LivefakeError
+from livefake.gil import quick_handoffs
 from livefake.prefetch import prefetch
 from livefake.provenance import file_tags
 from livefake.reenactor import FramePlan, FrameResult, ReenactConfig, Reenactor
@@ -99,7 +100,7 @@ def render_video(
             def plan(frame: VideoFrame) -> FramePlan:
                 return reenactor.plan_frame(frame.rgb, frame.time_s)
 
-            with contextlib.closing(prefetch(reader, plan, name="livefake-plan")) as planned:
+            with quick_handoffs(), contextlib.closing(prefetch(reader, plan, name="livefake-plan")) as planned:
                 results = ((f.time_s, reenactor.render(p)) for f, p in planned)
                 report = _write_all(results, writer, total, options.progress, output)
     if report.faces_found == 0:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from conftest import clip_frames, face_file, measure_faces, prepared
 from livefake import face_regions as fr
 from livefake.cli import _full_resolution_beyond, _parser, main
 from livefake.reenactor import ReenactConfig, Reenactor
+from livefake.render import RenderOptions, render_video
 from livefake.retarget import euler_from_rotation, head_pose
 from livefake.video_io import VideoReader, VideoWriter
 
@@ -102,6 +104,24 @@ def test_render_cli_keeps_every_frame_the_size_and_the_audio(tmp_path, capsys):
     assert len(frames) == len(driving) == 216  # every driving frame, at its own time
     np.testing.assert_allclose([f.time_s for f in frames], np.array(driving) - driving[0], atol=1e-3)
     assert frames[0].rgb.shape == (550, 412, 3)  # the 413x551 photo, made even for H.264
+
+
+def test_render_passes_the_gil_on_quickly_while_its_threads_run(tmp_path, monkeypatch):
+    """The planning worker and the generator's thread hand the interpreter lock over within 1 ms
+    (livefake.gil) while render runs, and the previous switch interval comes back after it."""
+    seen = []
+    plan_frame = Reenactor.plan_frame
+
+    def recording(self, rgb, t):
+        seen.append(sys.getswitchinterval())
+        return plan_frame(self, rgb, t)
+
+    monkeypatch.setattr(Reenactor, "plan_frame", recording)
+    before = sys.getswitchinterval()
+    options = RenderOptions(progress=False, max_frames=4)
+    render_video(prepared("glasses_dim.jpg"), face_file("videos", "talking.mp4"), tmp_path / "out.mp4", options)
+    assert seen == [min(before, 0.001)] * 4
+    assert sys.getswitchinterval() == before
 
 
 def test_render_no_shading_keeps_the_photos_light(tmp_path):
