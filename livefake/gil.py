@@ -13,18 +13,33 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import threading
 from collections.abc import Iterator
 
 HANDOFF_S = 0.001
 
+# The interval is one setting for the whole process: runs that overlap (a pipeline and a render in another
+# thread) share one change, made by the first to start and undone by the last to end.
+_lock = threading.Lock()
+_runs = 0
+_previous_s = 0.0
+
 
 @contextlib.contextmanager
-def quick_handoffs(interval_s: float = HANDOFF_S) -> Iterator[None]:
-    """Within the block, the running thread is asked to pass the lock on after ``interval_s`` seconds
-    (never a longer interval than the one already set); the previous interval comes back after it."""
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(min(previous, interval_s))
+def quick_handoffs() -> Iterator[None]:
+    """Within the block the running thread is asked to pass the lock on after ``HANDOFF_S`` seconds (or
+    the interval already set, if shorter); the previous interval comes back when the last such block ends,
+    on an error too."""
+    global _runs, _previous_s
+    with _lock:
+        if _runs == 0:
+            _previous_s = sys.getswitchinterval()
+            sys.setswitchinterval(min(_previous_s, HANDOFF_S))
+        _runs += 1
     try:
         yield
     finally:
-        sys.setswitchinterval(previous)
+        with _lock:
+            _runs -= 1
+            if _runs == 0:
+                sys.setswitchinterval(_previous_s)

@@ -192,7 +192,6 @@ class LivePipeline:
         if self.geometry_thread:
             stages.insert(2, ("geometry", lambda: self._stage_loop("geometry", "generator", self._geometry)))
         self._t0 = time.perf_counter()
-        self._handoffs.enter_context(quick_handoffs())  # back to the previous interval in stop()
 
         def named(name: str, target: Callable[[], None]) -> Callable[[], None]:
             def run() -> None:
@@ -204,6 +203,7 @@ class LivePipeline:
             thread = threading.Thread(target=named(name, target), name=f"livefake-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
+        self._handoffs.enter_context(quick_handoffs())  # undone in stop(), once the threads have ended
         return self
 
     @property
@@ -412,6 +412,7 @@ class LivePipeline:
             q.close()
         for thread in self._threads:
             thread.join(timeout=2.0)
+        self._handoffs.close()
         self._note_drops()
         self.source.close()
         for sink in self.sinks:
@@ -423,7 +424,6 @@ class LivePipeline:
             r.close()
         self.detector.close()
         self._threads.clear()
-        self._handoffs.close()
 
     def __enter__(self) -> LivePipeline:
         return self.start()

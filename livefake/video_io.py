@@ -28,12 +28,14 @@ _AUDIO_PREROLL_S = 0.05  # copied audio before the start warms up the decoder; t
 # encoded by one x264 thread: helper threads only compete with the stages for the cores. One thread encoded a
 # 412x550 frame at veryfast in about 4.5 ms of CPU against 5.0 with PyAV's default (slice threads, one per core;
 # alternating runs), into a 5 % smaller file (one slice a frame), and decoded talking.mp4's 512x512 frames in 1.06
-# against 1.30 ms (FFmpeg's frame and slice threads); it still encodes a frame of this area in about 9 ms.
+# against 1.30 ms of CPU (FFmpeg's frame and slice threads); it still encodes a frame of this area in about 9 ms.
 _ONE_THREAD_PIXELS = 640 * 720
-# With the default preset, veryfast, x264 also skips the quarter-pel refinement passes beyond the first (subme 1
-# for veryfast's 2) and the 4x4 intra partitions: on 200 rendered 412x550 frames at crf 18, about 3.0 against
-# 4.5 ms of CPU a frame (alternating runs), 42.0 against 42.3 dB PSNR, a 3 % larger file. The encoder is about
-# a sixth of `render`'s CPU; superfast would save 1.7 ms, but doubles the file.
+# With the default preset, veryfast, x264 refines sub-pixel motion less (subme 1 for veryfast's 2) and leaves out
+# the 4x4 intra partitions of P and B frames and the B frames' 8x8 ones (the partitions list replaces veryfast's
+# i4x4,i8x8,p8x8,b8x8). On 200 rendered 412x550 frames at crf 18, four alternating rounds: 2.8 against 4.5 ms of
+# CPU a frame, 42.0 against 42.3 dB PSNR, a 3 % larger file (subme 1 alone, or with the b8x8 partitions kept:
+# 3.2-3.45 ms, 42.05 dB). The encoder is about a sixth of `render`'s CPU; superfast would save 1.7 ms, but
+# doubles the file.
 _VERYFAST_ANALYSIS = "subme=1:partitions=i8x8,p8x8"
 _X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 _PICK_ANOTHER = "re-export it or pick another clip"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
@@ -11,6 +12,7 @@ import pytest
 from conftest import clip_frames, prepared
 
 from livefake.compositor import Compositor
+from livefake.gil import quick_handoffs
 from livefake.prefetch import prefetch
 from livefake.reenactor import ReenactConfig, Reenactor
 from livefake.warp import WarpSolver
@@ -110,3 +112,23 @@ def test_a_face_the_crop_shrinks_over_four_times_is_resampled_from_the_photo():
     resampled, pasted = outputs("o_mouth.jpg", ReenactConfig()), outputs("o_mouth.jpg", pasted_config)
     assert detail(resampled) > 1.3 * detail(pasted)
     np.testing.assert_array_equal(outputs("astronaut.png", ReenactConfig()), outputs("astronaut.png", pasted_config))
+
+
+def test_overlapping_quick_handoff_scopes_restore_the_interval_when_the_last_ends():
+    """Two runs that overlap without nesting (a pipeline, a render in another thread) share the one change to
+    the process's switch interval: the first sets it, the last to end restores it."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(0.005)
+    try:
+        first, second = quick_handoffs(), quick_handoffs()
+        first.__enter__()
+        second.__enter__()
+        first.__exit__(None, None, None)
+        assert sys.getswitchinterval() == 0.001
+        second.__exit__(None, None, None)
+        assert sys.getswitchinterval() == 0.005
+        with pytest.raises(ValueError), quick_handoffs():
+            raise ValueError("a run that fails")
+        assert sys.getswitchinterval() == 0.005
+    finally:
+        sys.setswitchinterval(before)

@@ -106,22 +106,30 @@ def test_render_cli_keeps_every_frame_the_size_and_the_audio(tmp_path, capsys):
     assert frames[0].rgb.shape == (550, 412, 3)  # the 413x551 photo, made even for H.264
 
 
-def test_render_passes_the_gil_on_quickly_while_its_threads_run(tmp_path, monkeypatch):
-    """The planning worker and the generator's thread hand the interpreter lock over within 1 ms
-    (livefake.gil) while render runs, and the previous switch interval comes back after it."""
+def test_render_runs_with_a_short_gil_switch_interval_and_restores_it(tmp_path, monkeypatch):
+    """While render's threads run, a thread holding the interpreter lock is asked to pass it on after 1 ms,
+    not CPython's 5 (livefake.gil); the previous interval comes back after the run, and after a failed one."""
     seen = []
     plan_frame = Reenactor.plan_frame
 
     def recording(self, rgb, t):
         seen.append(sys.getswitchinterval())
+        if len(seen) == 6:
+            raise RuntimeError("a stage failed")
         return plan_frame(self, rgb, t)
 
     monkeypatch.setattr(Reenactor, "plan_frame", recording)
     before = sys.getswitchinterval()
-    options = RenderOptions(progress=False, max_frames=4)
-    render_video(prepared("glasses_dim.jpg"), face_file("videos", "talking.mp4"), tmp_path / "out.mp4", options)
-    assert seen == [min(before, 0.001)] * 4
-    assert sys.getswitchinterval() == before
+    sys.setswitchinterval(0.005)
+    try:
+        source, clip = prepared("glasses_dim.jpg"), face_file("videos", "talking.mp4")
+        render_video(source, clip, tmp_path / "out.mp4", RenderOptions(progress=False, max_frames=4))
+        assert seen == [0.001] * 4 and sys.getswitchinterval() == 0.005
+        with pytest.raises(RuntimeError, match="a stage failed"):
+            render_video(source, clip, tmp_path / "out.mp4", RenderOptions(progress=False, max_frames=8))
+        assert seen[4:] == [0.001] * 2 and sys.getswitchinterval() == 0.005
+    finally:
+        sys.setswitchinterval(before)
 
 
 def test_render_no_shading_keeps_the_photos_light(tmp_path):
