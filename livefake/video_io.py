@@ -26,7 +26,7 @@ _COPIED_AUDIO = {"aac", "mp3"}  # MP4 takes these as they are; other codecs are 
 _AUDIO_PREROLL_S = 0.05  # copied audio before the start warms up the decoder; the MP4 edit list hides it
 # Frames of up to this many pixels (640x720 or any other shape of that area) are decoded by one FFmpeg thread and
 # encoded by one x264 thread: helper threads only compete with the stages for the cores. One thread encoded a
-# 412x550 frame at veryfast in about 4.5 ms of CPU against 5.0 with PyAV's default (slice threads, one per core;
+# 412x550 frame at plain veryfast in about 4.5 ms of CPU against 5.0 with PyAV's default (slice threads, one per core;
 # alternating runs), into a 5 % smaller file (one slice a frame), and decoded talking.mp4's 512x512 frames in 1.06
 # against 1.30 ms of CPU (FFmpeg's frame and slice threads); it still encodes a frame of this area in about 9 ms.
 _ONE_THREAD_PIXELS = 640 * 720
