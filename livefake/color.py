@@ -76,11 +76,16 @@ def masked_lab_stats(lab: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.stack([mean, var.clamp_min(1.0).sqrt()], dim=1)
 
 
-def reinhard_transfer(lab: torch.Tensor, from_stats: torch.Tensor, to_stats: torch.Tensor) -> torch.Tensor:
-    """Map LAB values so that ``from_stats`` (B, 2, 3) become ``to_stats`` (B, 2, 3): Reinhard et al. 2001."""
+def reinhard_transfer(lab: torch.Tensor, from_stats: torch.Tensor, to_stats: torch.Tensor,
+                      max_spread: float = float("inf")) -> torch.Tensor:
+    """Map LAB values so that ``from_stats`` (B, 2, C) become ``to_stats`` (B, 2, C), channel by channel
+    (C = 3, or a part of LAB): Reinhard et al. 2001, the spreads' ratio held within ``max_spread`` either way."""
     mu_f, sd_f = from_stats[:, 0, :, None, None], from_stats[:, 1, :, None, None]
     mu_t, sd_t = to_stats[:, 0, :, None, None], to_stats[:, 1, :, None, None]
-    return (lab - mu_f) * (sd_t / sd_f) + mu_t
+    scale = sd_t / sd_f
+    if max_spread != float("inf"):  # a constant of the call, not of the data: the graph stays static
+        scale = scale.clamp(1.0 / max_spread, max_spread)
+    return (lab - mu_f) * scale + mu_t
 
 
 def relight_transfer(lab: torch.Tensor, from_stats: torch.Tensor, to_stats: torch.Tensor,
@@ -98,9 +103,7 @@ def relight_transfer(lab: torch.Tensor, from_stats: torch.Tensor, to_stats: torc
     The spread of a skin's colour is its texture and shadows, not its light, and a mouth's colours lie far
     from the skin's: teeth 20 b* below a driver's skin, scaled by mouth_open.jpg's 3.9 times wider spread
     around its lips, came out b* -60, blue."""
-    mu_f, sd_f = from_stats[:, 0, 1:, None, None], from_stats[:, 1, 1:, None, None]
-    mu_t, sd_t = to_stats[:, 0, 1:, None, None], to_stats[:, 1, 1:, None, None]
-    colour = (lab[:, 1:] - mu_f) * (sd_t / sd_f).clamp(1.0 / max_spread, max_spread) + mu_t
+    colour = reinhard_transfer(lab[:, 1:], from_stats[:, :, 1:], to_stats[:, :, 1:], max_spread)
     ratio = (to_stats[:, 0, 0] + 16.0) / (from_stats[:, 0, 0] + 16.0)
     gain = ratio.clamp(1.0 / max_gain, max_gain)[:, None, None, None]
     return torch.cat([(lab[:, 0:1] + 16.0) * gain - 16.0, colour], dim=1)
