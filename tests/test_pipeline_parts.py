@@ -1,7 +1,9 @@
-"""The prefetch stage used by render, and the two paste-back paths."""
+"""The prefetch stage used by render, the libraries' threads, and the two paste-back paths."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import threading
 import time
@@ -132,3 +134,20 @@ def test_overlapping_quick_handoff_scopes_restore_the_interval_when_the_last_end
         assert sys.getswitchinterval() == 0.005
     finally:
         sys.setswitchinterval(before)
+
+
+def test_importing_livefake_keeps_each_library_to_the_calling_thread_unless_the_user_says_otherwise():
+    """The stages fill the cores themselves: numpy's BLAS, torch and OpenCV get one thread each when livefake
+    is imported first (OpenCV's helper otherwise spins in sched_yield, benchmarks/RESULTS.md); a variable the
+    user set wins."""
+    probe = "import livefake, cv2, torch; print(cv2.getNumThreads(), torch.get_num_threads())"
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("OPENCV_FOR_THREADS_NUM", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+
+    def threads(**env: str) -> list[int]:
+        out = subprocess.run([sys.executable, "-c", probe], env={**clean, **env}, capture_output=True, text=True,
+                             check=True, timeout=120)
+        return [int(x) for x in out.stdout.split()]
+
+    assert threads() == [1, 1]
+    assert threads(OPENCV_FOR_THREADS_NUM="2", OMP_NUM_THREADS="2") == [2, 2]
