@@ -137,9 +137,9 @@ def test_overlapping_quick_handoff_scopes_restore_the_interval_when_the_last_end
 
 
 def test_importing_livefake_keeps_each_library_to_the_calling_thread_unless_the_user_says_otherwise():
-    """The stages fill the cores themselves: numpy's BLAS, torch and OpenCV get one thread each when livefake
-    is imported first (OpenCV's helper otherwise spins in sched_yield, benchmarks/RESULTS.md); a variable the
-    user set wins."""
+    """The stages fill the cores themselves: torch and OpenCV get one thread each when livefake is imported
+    first (OpenCV's helper otherwise spins in sched_yield, benchmarks/RESULTS.md); a variable the user set
+    wins."""
     probe = "import livefake, cv2, torch; print(cv2.getNumThreads(), torch.get_num_threads())"
     clean = {k: v for k, v in os.environ.items()
              if k not in ("OPENCV_FOR_THREADS_NUM", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
