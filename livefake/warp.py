@@ -149,10 +149,13 @@ def fold_margin(field: np.ndarray) -> float:
 class WarpSolver:
     """Builds the coarse backward field (target crop -> source crop) for one source.
 
-    ``source_points``: (478, 3) source landmarks in crop pixels; ``size``: crop side in pixels.
+    ``source_points``: (478, 3) source landmarks in crop pixels; ``size``: crop side in pixels;
+    ``photo_corners``: (4, 2) the photo's corners in crop pixels (top left, top right, bottom right, bottom left),
+    to pin its edges below the jaw where the crop reaches past them (:meth:`_below_the_jaw`).
     """
 
-    def __init__(self, source_points: np.ndarray, size: int, config: WarpConfig | None = None) -> None:
+    def __init__(self, source_points: np.ndarray, size: int, config: WarpConfig | None = None,
+                 photo_corners: np.ndarray | None = None) -> None:
         self.config = config or WarpConfig()
         self.size = size
         self.grid_size = self.config.grid_size or min(80, max(8, size * 5 // 16))
@@ -172,6 +175,8 @@ class WarpSolver:
         centre = self._src_unit[list(fr.FACE_OVAL)].mean(axis=0)
         upper = oval[oval[:, 1] < self._src_unit[[33, 263], 1].mean()]
         self._ring_src = np.clip(centre + self.config.head_ring * (upper - centre), -0.65, 0.65)
+        if photo_corners is not None:
+            self._anchors = np.concatenate([self._anchors, self._below_the_jaw(photo_corners, 2.0 / n)])
         # Coarse field nodes run from the first to the last pixel centre.
         lo = -1.0 + 1.0 / size
         axis = np.linspace(lo, -lo, self.grid_size)
@@ -185,6 +190,28 @@ class WarpSolver:
         self._triangles, self._source_areas = self._face_mesh()
         self._level = 0  # the smoothing level the last frame needed (see solve)
         self._frames = 0
+
+    def _below_the_jaw(self, photo_corners: np.ndarray, spacing: float) -> np.ndarray:
+        """Fixed anchors ((K, 2) in [-1, 1]) on the photo's edges where they cross the crop below the jaw.
+
+        A crop reaches beyond the photo where the face is near its edge or fills it, and holds the photo's
+        edge rows replicated there. The neck below the jaw follows the crop's border, so a head that rose
+        pulled those rows up into the picture: streaks under the chin (a close-up whose driver leans in and
+        rises). Pinned where the photo ends below the jaw, the neck stretches between the two instead. An
+        anchor every ``spacing`` (the border anchors'), half a spacing below the jaw and two clear of the face's
+        outline: nearer, it held the chin and drew it out as the head rose. Above the jaw the head ring moves
+        the hair, and anchors there fought it (the fold guard then held back the whole motion)."""
+        corners = to_unit(np.asarray(photo_corners, np.float64), self.size)
+        points = []
+        for a, b in zip(corners, np.roll(corners, -1, axis=0)):
+            count = max(int(np.ceil(np.linalg.norm(b - a) / spacing)), 1)
+            points.append(a + np.linspace(0.0, 1.0, count, endpoint=False)[:, None] * (b - a))
+        edge = np.concatenate(points)
+        oval = self._src_unit[list(fr.FACE_OVAL)]
+        below = edge[:, 1] > oval[:, 1].max() + spacing / 2
+        inside = np.all(np.abs(edge) < 1.0 - spacing / 2, axis=1)
+        clear = np.linalg.norm(edge[:, None] - oval[None], axis=-1).min(axis=1) > 2 * spacing
+        return edge[below & inside & clear]
 
     def _face_mesh(self) -> tuple[np.ndarray, np.ndarray]:
         """Triangles over the control landmarks (indices into CONTROL_LANDMARKS) and their source areas,

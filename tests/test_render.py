@@ -75,6 +75,33 @@ def test_pixels_far_from_the_face_are_unchanged_and_a_still_driver_gives_a_still
     assert max(np.abs(o.astype(int) - outs[30]).mean() for o in outs[30:]) < 0.1  # of 255 levels
 
 
+def test_a_head_rising_in_a_close_up_pulls_less_from_beyond_the_photo():
+    """o_mouth.jpg is a close-up: its crop reaches far beyond the photo, where it holds the photo's edge rows
+    replicated. harsh_light.mp4's driver leans in and rises, and the neck rose with the head and pulled those
+    rows up into the picture as streaks: 14-18 % of the field's nodes on the photo read beyond it, by up to
+    115 px. With the photo's edge pinned below the jaw, the neck stretches instead: under half of that
+    (benchmarks/RESULTS.md)."""
+    src = prepared("o_mouth.jpg")
+    h, w = src.photo.shape[:2]
+    back = src.transform.inverse()
+
+    def in_photo(unit: np.ndarray) -> np.ndarray:  # field values or nodes ([-1, 1]) in photo pixels
+        px = (unit.reshape(-1, 2) + 1.0) * (src.transform.size / 2.0) - 0.5
+        return px @ back[:, :2].T + back[:, 2]
+
+    frames = clip_frames("harsh_light.mp4", 80)
+    with Reenactor(src) as r:
+        nodes = in_photo(r.warp.identity)
+        on = (nodes >= 0).all(axis=1) & (nodes[:, 0] <= w - 1) & (nodes[:, 1] <= h - 1)
+        reads = [in_photo(r.plan_frame(f, i / 30).field)[on] for i, f in enumerate(frames)]
+    moved = np.abs(reads[-1] - nodes[on]).max()
+    assert moved > 60  # the head really rose
+    for read in reads[40:]:
+        beyond = np.maximum(np.maximum(-read, read - (w - 1, h - 1)), 0.0).max(axis=1)
+        assert (beyond > 2).mean() < 0.1
+        assert beyond.max() < 80
+
+
 def test_face_lost_mid_clip_holds_then_recovers_without_black_or_jumps():
     frames = list(clip_frames("mouth_open.mp4", 90))
     for i in range(30, 60):
