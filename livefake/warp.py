@@ -2,8 +2,9 @@
 
 The spline is solved on the CPU (a small linear system) and sampled on a coarse grid; the generator
 upsamples that field and resamples the source crop with ``grid_sample``. Fixed anchors on the crop
-border keep the background still; a ring of points around the face moves with the head alone, so hair
-and neck follow the pose instead of smearing. A guard checks that the field never folds (its Jacobian
+border (and on the photo's own edges below the jaw, where the crop reaches past them) keep the background
+still; a ring of points around the face moves with the head alone, so hair and neck follow the pose
+instead of smearing. A guard checks that the field never folds (its Jacobian
 stays positive in every cell) and scales the motion back until it does not.
 """
 
@@ -170,7 +171,8 @@ class WarpSolver:
             np.stack([edge, -np.ones_like(edge)], 1), np.stack([np.ones_like(edge), edge], 1),
             np.stack([-edge, np.ones_like(edge)], 1), np.stack([-np.ones_like(edge), -edge], 1),
         ])
-        # The ring covers the upper head (hair) only: the neck below the jaw stays with the border.
+        # The ring covers the upper head (hair) only: the neck below the jaw stays with the border (the crop's,
+        # or the photo's where the crop reaches past it: _below_the_jaw).
         oval = self._src_unit[list(_HEAD_RING)]
         centre = self._src_unit[list(fr.FACE_OVAL)].mean(axis=0)
         upper = oval[oval[:, 1] < self._src_unit[[33, 263], 1].mean()]
@@ -291,14 +293,15 @@ class WarpSolver:
     def field(self, centres: np.ndarray, values: np.ndarray, stiffness: float | None = None) -> np.ndarray:
         """Solve the spline through (centres -> values) and sample it: (G, G, 2) float32."""
         n = len(centres)
-        # Smoothing (stiffness) applies to the face's landmarks; the ring and border anchors stay exact.
+        # Smoothing (stiffness) applies to the face's landmarks; the ring and the fixed anchors stay exact.
         diag = np.full(n, self.config.stiffness)
         diag[: len(CONTROL_LANDMARKS) + len(_OPENING_PAIRS)] = self.config.stiffness if stiffness is None else stiffness
         a = tps_system(centres, diag)
         rhs = np.zeros((n + 3, 2))
         rhs[:n] = values
         coef = np.linalg.solve(a, rhs).astype(np.float32)
-        # The border anchors come last and never move: their kernel at the nodes is computed once.
+        # The fixed anchors (crop border, photo edges) come last and never move: their kernel at the nodes is
+        # computed once.
         fixed = len(self._anchors) if np.array_equal(centres[n - len(self._anchors):], self._anchors) else 0
         out = self._kernel_times(centres[: n - fixed], coef[: n - fixed])
         out += coef[n] + self._nodes32 @ coef[n + 1:]
