@@ -83,11 +83,9 @@ def test_a_head_rising_in_a_close_up_pulls_less_from_beyond_the_photo():
     (benchmarks/RESULTS.md)."""
     src = prepared("o_mouth.jpg")
     h, w = src.photo.shape[:2]
-    back = src.transform.inverse()
 
     def in_photo(unit: np.ndarray) -> np.ndarray:  # field values or nodes ([-1, 1]) in photo pixels
-        px = (unit.reshape(-1, 2) + 1.0) * (src.transform.size / 2.0) - 0.5
-        return px @ back[:, :2].T + back[:, 2]
+        return src.transform.to_photo((unit.reshape(-1, 2) + 1.0) * (src.transform.size / 2.0) - 0.5)
 
     frames = clip_frames("harsh_light.mp4", 80)
     with Reenactor(src) as r:
