@@ -1,15 +1,18 @@
 """Compositor: paste the generated crop back into the full source photo through a feathered mask.
 
 Given the generator's warp field, the face is resampled from the full-resolution photo instead: the
-field is composed with the crop transform, so a face larger than the crop keeps all its detail, and
-only the mouth interior and the eyes come from the crop.
+field is composed with the crop transform, so a face larger than the crop keeps all its detail; only the
+mouth interior comes from the crop, and the eyes and lips the frame redrew from :mod:`livefake.detail`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
+from livefake.detail import DetailFrame
 from livefake.source import PreparedSource
 
 
@@ -32,6 +35,22 @@ def landing(matrix: np.ndarray, lo: tuple[float, float], hi: tuple[float, float]
     return int(x0), int(y0), int(x1), int(y1)
 
 
+_OUTLINE_BLUR_PX = 0.75  # photo pixels the drawn outline of the mouth's opening is softened by
+
+
+@dataclass(frozen=True)
+class MouthOpening:
+    """The mouth's interior for the full-resolution paste, as the generator draws it into the crop: inside
+    ``outline`` ((K, 2) crop pixels, the target's inner lips), ``weight`` (0 to 1) of ``interior`` ((M, M, 3)
+    uint8, the driver's mouth in the source's light), which ``affine`` ((2, 3)) maps onto the crop (crop
+    unit coordinates to the interior's, ``grid_sample``'s convention)."""
+
+    outline: np.ndarray
+    weight: float
+    interior: np.ndarray
+    affine: np.ndarray
+
+
 class Compositor:
     """Pastes (S, S, 3) uint8 crops into copies of the source photo; pixels outside the crop's
     footprint are never touched."""
@@ -50,6 +69,7 @@ class Compositor:
         self._weight_photo = np.ascontiguousarray(1.0 - mask)
         self._background = np.ascontiguousarray(self.photo[y0:y1, x0:x1])
         self._size_px = size
+        self._photo_to_crop = source.transform.matrix
         # Box pixels in crop pixels, for looking up the warp field at photo resolution.
         by, bx = np.mgrid[y0:y1, x0:x1].astype(np.float64)
         m = source.transform.matrix
@@ -62,18 +82,19 @@ class Compositor:
         ])
         self._crop_step: tuple[int, np.ndarray, np.ndarray] | None = None
 
-    def paste(self, crop: np.ndarray, field: np.ndarray | None = None,
-              crop_mask: np.ndarray | None = None, shading: np.ndarray | None = None) -> np.ndarray:
+    def paste(self, crop: np.ndarray, field: np.ndarray | None = None, opening: MouthOpening | None = None,
+              shading: np.ndarray | None = None, detail: DetailFrame | None = None) -> np.ndarray:
         """A new (H, W, 3) uint8 frame: the photo with the generated face blended in where the face is.
 
         ``crop``: (S, S, 3) uint8 generator output. With ``field`` ((G, G, 2) float32 backward warp in
-        crop unit coordinates) the face is resampled from the photo at full resolution and the crop
-        supplies only what the warp cannot (mouth interior, eyes), where ``crop_mask`` ((S, S) float32)
-        says; ``shading`` ((H, H, 3) float32 gain on the source crop, as the generator takes it) lights the
-        resampled face.
+        crop unit coordinates) the face is resampled from the photo at full resolution instead, the crop
+        unused; ``opening`` draws the mouth's interior into it, and ``detail`` (:mod:`livefake.detail`),
+        resampled through the same warp, the eyes and lips the frame redrew, where it says they show, both at
+        the photo's resolution; ``shading`` ((H, H, 3) float32 gain on the source crop, as the generator
+        takes it) lights the resampled face.
         """
         x0, y0, x1, y1 = self.box
-        placed = self._warp_photo(field, crop, crop_mask, shading) if field is not None else self._place(crop)
+        placed = self._warp_photo(field, opening, shading, detail) if field is not None else self._place(crop)
         frame = self.photo.copy()
         frame[y0:y1, x0:x1] = cv2.blendLinear(placed, self._background, self._weight, self._weight_photo)
         return frame
@@ -92,8 +113,8 @@ class Compositor:
         return cv2.warpAffine(image, to_rect, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=border,
                               borderValue=0)
 
-    def _warp_photo(self, field: np.ndarray, crop: np.ndarray, crop_mask: np.ndarray | None,
-                    shading: np.ndarray | None) -> np.ndarray:
+    def _warp_photo(self, field: np.ndarray, opening: MouthOpening | None, shading: np.ndarray | None,
+                    detail: DetailFrame | None) -> np.ndarray:
         g = field.shape[0]
         if self._crop_step is None or self._crop_step[0] != g:
             step = (g - 1) / (self._size_px - 1)  # coarse nodes sit on the first and last pixel centres
@@ -104,17 +125,67 @@ class Compositor:
         nodes = cv2.transform(field, self._unit_to_photo_matrix)
         photo_xy = cv2.remap(nodes, grid_x, grid_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         warped = cv2.remap(self.photo, photo_xy, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        if detail is not None:
+            self._lay_detail(warped, photo_xy, detail)
         if shading is not None and np.any(shading != 1.0):
             at = (field + 1.0) * (shading.shape[0] / 2.0) - 0.5
             gain = cv2.remap(shading, at[..., 0], at[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             gain = cv2.remap(gain, grid_x, grid_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             warped = cv2.multiply(warped, gain, dtype=cv2.CV_8U)
-        rect = None if crop_mask is None else self._landing(crop_mask)
-        if rect is not None:  # the crop, where the mask takes it, resampled into that part of the box alone
-            x0, y0, x1, y1 = rect
-            inside = self._into(crop_mask, rect, cv2.BORDER_CONSTANT)
-            warped[y0:y1, x0:x1] = cv2.blendLinear(self._into(crop, rect), warped[y0:y1, x0:x1], inside, 1.0 - inside)
+        if opening is not None and opening.weight > 0 and len(opening.outline):
+            self._lay_interior(warped, opening)
         return warped
+
+    def _lay_interior(self, warped: np.ndarray, opening: MouthOpening) -> None:
+        """Blend the mouth's interior into ``warped`` (the box, in place) inside its outline, both drawn at the
+        box's resolution: from the crop, magnified as a close-up's is, the lips' inner edge came out in steps."""
+        outline = opening.outline @ self._to_box[:, :2].T + self._to_box[:, 2]
+        pad = 3
+        x0, y0 = np.clip(np.floor(outline.min(axis=0)).astype(int) - pad, 0, self._size)
+        x1, y1 = np.clip(np.ceil(outline.max(axis=0)).astype(int) + pad + 1, 0, self._size)
+        if x1 <= x0 or y1 <= y0:
+            return
+        drawn = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        shift = 4
+        cv2.fillPoly(drawn, [np.round((outline - (x0, y0)) * (1 << shift)).astype(np.int32)], 255,
+                     lineType=cv2.LINE_AA, shift=shift)
+        inside = cv2.GaussianBlur(drawn.astype(np.float32), (0, 0), _OUTLINE_BLUR_PX) * (opening.weight / 255.0)
+        # Part pixels -> photo -> crop pixels -> crop unit -> interior unit -> interior pixels, as one affine.
+        crop_unit = np.diag([2.0 / self._size_px, 2.0 / self._size_px, 1.0])
+        crop_unit[:2, 2] = 1.0 / self._size_px - 1.0
+        m = opening.interior.shape[0]
+        to_pixels = np.array([[m / 2.0, 0.0, m / 2.0 - 0.5], [0.0, m / 2.0, m / 2.0 - 0.5], [0.0, 0.0, 1.0]])
+        part_to_photo = np.array([[1.0, 0.0, self.box[0] + x0], [0.0, 1.0, self.box[1] + y0], [0.0, 0.0, 1.0]])
+        chain = (to_pixels @ np.vstack([opening.affine, [0.0, 0.0, 1.0]]) @ crop_unit
+                 @ np.vstack([self._photo_to_crop, [0.0, 0.0, 1.0]]) @ part_to_photo)
+        interior = cv2.warpAffine(opening.interior, chain[:2], (x1 - x0, y1 - y0),
+                                  flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+        warped[y0:y1, x0:x1] = cv2.blendLinear(interior, warped[y0:y1, x0:x1], inside, 1.0 - inside)
+
+    def _lay_detail(self, warped: np.ndarray, photo_xy: np.ndarray, detail: DetailFrame) -> None:
+        """Blend into ``warped`` (the box, in place) the detail resampled where ``photo_xy`` ((h, w, 2) photo
+        pixels per box pixel) reads, where the detail's ``shows`` mask lands."""
+        rect = self._landing(detail.shows)
+        if rect is None:
+            return
+        x0, y0, x1, y1 = rect
+        at = cv2.transform(photo_xy[y0:y1, x0:x1], detail.transform.matrix)
+        # The part of the base these pixels read, with this frame's windows laid over it.
+        size = detail.base.shape[0]
+        (x_lo, x_hi, _, _), (y_lo, y_hi, _, _) = (cv2.minMaxLoc(channel) for channel in cv2.split(at))
+        left, top = (min(max(int(np.floor(v)) - 1, 0), size - 1) for v in (x_lo, y_lo))
+        right, bottom = (min(max(int(np.ceil(v)) + 2, lo + 1), size) for v, lo in ((x_hi, left), (y_hi, top)))
+        region = detail.base[top:bottom, left:right].copy()
+        for row, col, pixels in detail.patches:
+            h, w = pixels.shape[:2]
+            r0, c0 = max(row, top), max(col, left)
+            r1, c1 = min(row + h, bottom), min(col + w, right)
+            if r1 > r0 and c1 > c0:
+                region[r0 - top:r1 - top, c0 - left:c1 - left] = pixels[r0 - row:r1 - row, c0 - col:c1 - col]
+        fine = cv2.remap(region, at - np.array([left, top], np.float32), None, cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE)
+        inside = self._into(detail.shows, rect, cv2.BORDER_CONSTANT)
+        warped[y0:y1, x0:x1] = cv2.blendLinear(fine, warped[y0:y1, x0:x1], inside, 1.0 - inside)
 
     def _landing(self, crop_mask: np.ndarray, pad: int = 2) -> tuple[int, int, int, int] | None:
         """The part (x0, y0, x1, y1) of the box where a crop mask's nonzero pixels land, or None."""

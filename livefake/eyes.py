@@ -27,14 +27,16 @@ import numpy as np
 
 from livefake import face_regions as fr
 from livefake.mouth import fit_affine
-from livefake.openings import SlidingOpening
+from livefake.openings import SlidingOpening, SourcePatch
 from livefake.source import square_view
 from livefake.warp import field_affine
 
 EYES = ((fr.RIGHT_EYE, fr.RIGHT_IRIS, fr.RIGHT_EYE_LID_PAIRS, fr.RIGHT_EYE_CORNERS),
         (fr.LEFT_EYE, fr.LEFT_IRIS, fr.LEFT_EYE_LID_PAIRS, fr.LEFT_EYE_CORNERS))
 IRIS_SPAN = 1.8  # the iris patch reaches this many iris radii from the centre, each way
-_RIM = 0.75  # crop pixels beyond the iris's landmark radius that go with it (its rim, a blended pixel)
+# A 256 crop's pixels beyond the iris's landmark radius that go with it (its rim, a blended pixel), scaled
+# with the crop: the rim is as soft at any resolution.
+_RIM = 0.75
 _RINGS = 6  # the hidden part of the iris is filled ring by ring from what shows of each ring
 _MIN_LID_GAP = 0.12  # of the eye's width: an eye open less than this in the photo keeps its warped pixels
 _MIN_IRIS_SHOWN = 0.25  # of the iris disc, or the eye keeps its warped pixels
@@ -105,7 +107,8 @@ def paint_out_iris(crop: np.ndarray, inside: np.ndarray, centre: np.ndarray, rea
     """Replace, in place, what lies within ``reach`` pixels of ``centre`` (the iris, its rim and a pixel
     blended with it) inside the eye's opening ``inside`` ((S, S) bool) of ``crop`` ((S, S, 3) uint8) by
     the white of the eye: each row by the line between the white just left and just right of it, a row
-    with none beside it by the ``white`` colour ((3,), :func:`white_and_iris`)."""
+    with none beside it by the ``white`` colour ((3,), :func:`white_and_iris`). (The two pixels nearest,
+    at any resolution: at a close-up's, a wider band took in the lids' shadow and left the fill grey.)"""
     size = crop.shape[0]
     ys, xs = np.nonzero(inside)
     near = np.hypot(xs - centre[0], ys - centre[1]) <= reach
@@ -129,7 +132,8 @@ def paint_out_iris(crop: np.ndarray, inside: np.ndarray, centre: np.ndarray, rea
 class CoveredEye:
     """One eye the layers cover: its index (0 right, 1 left), iris patch ((P, P, 4) float32 RGBA in [0, 1],
     straight alpha) and iris landmarks in the patch's pixels, the opening's bounding window in the crop (top,
-    left) and the opening inside it ((h, w) float32, 0 or 1), and its lids (a :class:`SlidingOpening`)."""
+    left) and the opening inside it ((h, w) float32, 0 or 1), its lids (a :class:`SlidingOpening`) and the
+    window (top, left, bottom, right) a frame may redraw: the opening's and the lids' together."""
 
     index: int
     iris: np.ndarray
@@ -138,19 +142,22 @@ class CoveredEye:
     left: int
     opening: np.ndarray
     lids: SlidingOpening
+    window: tuple[int, int, int, int]
 
 
 class EyeLayers:
     """The photo's eyes split into eyeball and iris layers (see the module's doc), for one source crop.
 
     ``crop``: (S, S, 3) uint8; ``points``: (478, 3) landmarks in crop pixels; ``patch_size``: side of each
-    iris patch. ``eyeball``: (S, S, 3) uint8, the crop with the irises painted out; ``eyes``: the eyes
-    the layers cover; ``covered``: whether they cover the right and the left eye.
+    iris patch. ``eyeball``: (S, S, 3) uint8, the crop with the irises painted out (``eyeball_chw``: the
+    same, (3, S, S) float32 in [0, 1]); ``eyes``: the eyes the layers cover; ``covered``: whether they cover
+    the right and the left eye.
     """
 
     def __init__(self, crop: np.ndarray, points: np.ndarray, patch_size: int = 32) -> None:
         size = crop.shape[0]
         self.size = size
+        unit = size / 256.0  # this crop's pixels per a 256 crop's
         self.eyeball = crop.copy()
         self.eyes: list[CoveredEye] = []
         for k, (contour, iris, pairs, corners) in enumerate(EYES):
@@ -161,8 +168,8 @@ class EyeLayers:
             view = square_view(centre, 0.0, 2.0 * IRIS_SPAN * radius, patch_size)
             # What shows of the iris: inside the lids' contour, drawn at the patch's finer scale.
             visible = _inside(view.apply(points[list(contour), :2]), patch_size)
-            reach = radius + _RIM
-            rgba = complete_iris(view.cut(crop), visible, reach * view.scale, view.scale)
+            reach = radius + _RIM * unit
+            rgba = complete_iris(view.cut(crop), visible, reach * view.scale, unit * view.scale)
             seen = white_and_iris(crop, opening, centre, reach)
             if rgba is None or seen is None or seen[0] @ _LUMA - seen[1] < _MIN_WHITE_CONTRAST:
                 continue
@@ -170,10 +177,11 @@ class EyeLayers:
             lids = SlidingOpening.across(pairs, corners, points, size)
             ys, xs = np.nonzero(opening)
             y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+            window = (min(y0, lids.top), min(x0, lids.left), max(y1, lids.bottom), max(x1, lids.right))
             self.eyes.append(CoveredEye(k, rgba.astype(np.float32) / 255.0, view.apply(points[list(iris), :2]),
-                                        y0, x0, opening[y0:y1, x0:x1].astype(np.float32), lids))
+                                        y0, x0, opening[y0:y1, x0:x1].astype(np.float32), lids, window))
         self.covered = (any(e.index == 0 for e in self.eyes), any(e.index == 1 for e in self.eyes))
-        self._eyeball_chw = np.ascontiguousarray(self.eyeball.transpose(2, 0, 1), dtype=np.float32) / 255.0
+        self.eyeball_chw = np.ascontiguousarray(self.eyeball.transpose(2, 0, 1), dtype=np.float32) / 255.0
         self._last: tuple[np.ndarray, np.ndarray] | None = None  # (what placed it, the source it gave)
 
     def place(self, target: np.ndarray, field: np.ndarray) -> np.ndarray:
@@ -190,26 +198,43 @@ class EyeLayers:
         While nothing changes the same array comes back (a GPU backend then does not upload it again). An
         array once returned is never written to again, so another thread may read it while this one goes
         on to the next frame."""
-        plans = [(eye, self._iris_map(eye, target, field), *eye.lids.shortfall(target, field)) for eye in self.eyes]
+        plans = self._plans(target, field)
         key = np.array([np.concatenate([m.ravel(), up, down]) for _, m, up, down in plans])
         if self._last is not None and self._last[0].shape == key.shape and np.allclose(self._last[0], key, atol=1e-3):
             return self._last[1]
-        out = self._eyeball_chw.copy()
-        for eye, m, up, down in plans:
-            h, w = eye.opening.shape
-            top, left = eye.top, eye.left
-            m = m.copy()
-            m[:, 2] += m[:, :2] @ np.array([left, top], np.float64)  # window pixels -> crop pixels first
-            rgba = cv2.warpAffine(eye.iris, m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                                  borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-            window = out[:, top:top + h, left:left + w]
-            window += (rgba[..., 3] * eye.opening)[None] * (rgba[..., :3].transpose(2, 0, 1) - window)
-            if up.any() or down.any():
-                lids = eye.lids
-                window = out[:, lids.top:lids.bottom, lids.left:lids.right]
-                window[:] = lids.slide(window, up, down)
+        out = self.eyeball_chw.copy()
+        for patch in self._edits(plans):
+            patch.lay_into(out)
         self._last = (key, out)
         return out
+
+    def edits(self, target: np.ndarray, field: np.ndarray) -> list[SourcePatch]:
+        """What :meth:`place` changes in the eyeball layer for this frame, window by window (one per eye)."""
+        return self._edits(self._plans(target, field))
+
+    def _plans(self, target: np.ndarray, field: np.ndarray) -> list[tuple[CoveredEye, np.ndarray, np.ndarray,
+                                                                          np.ndarray]]:
+        """Per eye: the eye, its iris map (:meth:`_iris_map`) and its lids' shortfall above and below."""
+        return [(eye, self._iris_map(eye, target, field), *eye.lids.shortfall(target, field)) for eye in self.eyes]
+
+    def _edits(self, plans: list[tuple[CoveredEye, np.ndarray, np.ndarray, np.ndarray]]) -> list[SourcePatch]:
+        patches = []
+        for eye, m, up, down in plans:
+            top, left, bottom, right = eye.window
+            pixels = self.eyeball_chw[:, top:bottom, left:right].copy()
+            h, w = eye.opening.shape
+            m = m.copy()
+            m[:, 2] += m[:, :2] @ np.array([eye.left, eye.top], np.float64)  # opening pixels -> crop pixels first
+            rgba = cv2.warpAffine(eye.iris, m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                  borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+            opening = pixels[:, eye.top - top:eye.top - top + h, eye.left - left:eye.left - left + w]
+            opening += (rgba[..., 3] * eye.opening)[None] * (rgba[..., :3].transpose(2, 0, 1) - opening)
+            if up.any() or down.any():
+                lids = eye.lids
+                lidded = pixels[:, lids.top - top:lids.bottom - top, lids.left - left:lids.right - left]
+                lidded[:] = lids.slide(lidded, up, down)
+            patches.append(SourcePatch(top, left, pixels))
+        return patches
 
     def _iris_map(self, eye: CoveredEye, target: np.ndarray, field: np.ndarray) -> np.ndarray:
         """(2, 3) affine from source-crop pixels to the eye's iris patch pixels for this frame."""

@@ -45,6 +45,19 @@ def pixel_axis(size: int) -> torch.Tensor:
     return (torch.arange(size, dtype=torch.float32) + 0.5) * (2.0 / size) - 1.0
 
 
+def relit_interior(patch: torch.Tensor, driver_stats: torch.Tensor, source_stats: torch.Tensor,
+                   recolor: torch.Tensor) -> torch.Tensor:
+    """The driver's mouth ``patch`` ((1, 3, M, M) in [0, 1]) in the source's light, as the crop shows it (the
+    :class:`GeneratorInputs` of those names)."""
+    patch_lab = rgb_to_lab(patch)
+    matched = relight_transfer(patch_lab, driver_stats, source_stats)
+    # The skin's colour cast carries over to the interior in proportion to its lightness: a dark mouth
+    # shifted by the full skin chroma difference turns blue or green.
+    light = (patch_lab[:, 0:1] / driver_stats[:, 0, 0, None, None, None].clamp_min(1.0)).clamp(0.0, 1.0)
+    weight = torch.cat([torch.ones_like(light), light, light], dim=1) * recolor[:, :, None, None]
+    return lab_to_rgb(patch_lab + weight * (matched - patch_lab))
+
+
 def reenact_crop(inputs: GeneratorInputs, axis: torch.Tensor) -> torch.Tensor:
     """The reenacted crop (1, 3, S, S) in [0, 1]. ``axis`` is :func:`pixel_axis` of the crop size S."""
     size = axis.shape[0]
@@ -53,13 +66,7 @@ def reenact_crop(inputs: GeneratorInputs, axis: torch.Tensor) -> torch.Tensor:
                           mode="bilinear", align_corners=True).permute(0, 2, 3, 1)
     lit = inputs.source * F.interpolate(inputs.shading, size=(size, size), mode="bilinear", align_corners=False)
     warped = F.grid_sample(lit, field, mode="bilinear", padding_mode="border", align_corners=False)
-    patch_lab = rgb_to_lab(inputs.mouth_patch)
-    matched = relight_transfer(patch_lab, inputs.driver_stats, inputs.source_stats)
-    # The skin's colour cast carries over to the interior in proportion to its lightness: a dark mouth
-    # shifted by the full skin chroma difference turns blue or green.
-    light = (patch_lab[:, 0:1] / inputs.driver_stats[:, 0, 0, None, None, None].clamp_min(1.0)).clamp(0.0, 1.0)
-    weight = torch.cat([torch.ones_like(light), light, light], dim=1) * inputs.recolor[:, :, None, None]
-    patch = lab_to_rgb(patch_lab + weight * (matched - patch_lab))
+    patch = relit_interior(inputs.mouth_patch, inputs.driver_stats, inputs.source_stats, inputs.recolor)
     # The affine map of every pixel, by broadcasting (half the time of a (S*S, 3) matrix product).
     affine = inputs.mouth_affine[:, None, None]  # (1, 1, 1, 2, 3)
     mouth_grid = axis.view(1, 1, size, 1) * affine[..., 0] + axis.view(1, size, 1, 1) * affine[..., 1] \

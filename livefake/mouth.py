@@ -19,6 +19,7 @@ from livefake.source import CropTransform, square_view
 from livefake.warp import to_unit
 
 _INNER_WITH_CORNERS = list(fr.LIPS_INNER)
+_NO_OUTLINE = np.zeros((0, 2), np.float32)
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,10 @@ class MouthInputs:
     ``mask``: (S, S) float32 in [0, 1], the target opening times how far it exceeds the source's;
     ``skin_stats``: (2, 3) float32, LAB mean and standard deviation of the skin around the driver's lips
     (:meth:`MouthGeometry.skin_stats`; the lighting the patch was seen in);
-    ``recolor``: 1.0 to match the driver's lighting to the source's, 0.0 to use the patch as it is.
+    ``recolor``: 1.0 to match the driver's lighting to the source's, 0.0 to use the patch as it is;
+    ``outline``: (20, 2) float32, the target opening's inner lips in crop pixels (empty where the mouth is no
+    wider than the source's) and ``opening`` how far it exceeds the source's, 0 to 1: the ``mask`` they draw,
+    for the full-resolution paste to draw at the photo's resolution.
     """
 
     patch: np.ndarray
@@ -38,6 +42,8 @@ class MouthInputs:
     mask: np.ndarray
     skin_stats: np.ndarray
     recolor: float
+    outline: np.ndarray
+    opening: float
 
 
 # Sides of the views cut around a mouth, in mouth widths (corner to corner): the interior's patch holds the
@@ -103,7 +109,9 @@ def fill_open_mouth(crop: np.ndarray, points: np.ndarray) -> np.ndarray:
     field cannot squeeze the opening to a line, and what is left of it then shows lip, not a dark band."""
     mask = np.zeros(crop.shape[:2], np.uint8)
     cv2.fillPoly(mask, [np.round(points[_INNER_WITH_CORNERS, :2]).astype(np.int32)], 255)
-    mask = cv2.dilate(mask, np.ones((3, 3), np.uint8))
+    # One pixel past the inner lips at 256, as far at any size: the dark rim along a lip's inner edge goes too.
+    reach = max(1, round(crop.shape[0] / 256))
+    mask = cv2.dilate(mask, np.ones((2 * reach + 1, 2 * reach + 1), np.uint8))
     return cv2.inpaint(crop, mask, max(3.0, 0.02 * crop.shape[0]), cv2.INPAINT_TELEA)
 
 
@@ -209,22 +217,25 @@ class MouthGeometry:
         alpha = self.opening(target)
         if alpha <= 0.0:
             patch = self._last_driver.patch if self._last_driver else self._builtin
-            return MouthInputs(patch, np.eye(2, 3, dtype=np.float32), self._zero_mask, NEUTRAL_STATS, 0.0)
+            return MouthInputs(patch, np.eye(2, 3, dtype=np.float32), self._zero_mask, NEUTRAL_STATS, 0.0,
+                               _NO_OUTLINE, 0.0)
         blur = 0.6 * self.crop_size / 256
-        mask = polygon_mask(target[_INNER_WITH_CORNERS], self.crop_size, blur) * alpha
+        outline = target[_INNER_WITH_CORNERS, :2].astype(np.float32)
+        mask = polygon_mask(outline, self.crop_size, blur) * alpha
         tgt_unit = to_unit(target[_INNER_WITH_CORNERS], self.crop_size)
         if driver_points is not None and driver_rgb is not None:
             patch, lips_px = self.cut_patch(driver_points, driver_rgb)
             taller = opening_aspect(target[_INNER_WITH_CORNERS]) / max(opening_aspect(lips_px), 1e-6)  # shut: 0
             patch, lips_px = stretch_opening(patch, lips_px, taller)
             affine = fit_affine(tgt_unit, to_unit(lips_px, self.patch_size))
-            self._last_driver = MouthInputs(patch, affine, mask, self.skin_stats(driver_points, driver_rgb), 1.0)
+            self._last_driver = MouthInputs(patch, affine, mask, self.skin_stats(driver_points, driver_rgb), 1.0,
+                                            outline, alpha)
             return self._last_driver
         if self._last_driver is not None:
             last = self._last_driver
-            return MouthInputs(last.patch, last.affine, mask, last.skin_stats, last.recolor)
+            return MouthInputs(last.patch, last.affine, mask, last.skin_stats, last.recolor, outline, alpha)
         affine = fit_affine(tgt_unit, self._builtin_lips)
-        return MouthInputs(self._builtin, affine, mask, NEUTRAL_STATS, 0.0)
+        return MouthInputs(self._builtin, affine, mask, NEUTRAL_STATS, 0.0, outline, alpha)
 
     def cut_patch(self, points: np.ndarray, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The (M, M, 3) patch around a face's mouth ((478, 2+) ``points`` in ``rgb``'s pixels), square to

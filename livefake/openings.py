@@ -13,12 +13,35 @@ mask through the warp (the full-resolution paste takes what the source crop chan
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
 from livefake.warp import field_points
 
 SLIDE_SLACK = 0.25  # crop pixels the warp may leave an opening more open than the target before it slides
+
+
+@dataclass(frozen=True)
+class SourcePatch:
+    """A window of a (3, S, S) source crop as one frame redraws it: its top row, its left column and its
+    pixels ((3, h, w) float32)."""
+
+    top: int
+    left: int
+    pixels: np.ndarray
+
+    def lay_into(self, source: np.ndarray) -> None:
+        """Write this window into ``source`` ((3, S, S)), in place."""
+        _, h, w = self.pixels.shape
+        source[:, self.top:self.top + h, self.left:self.left + w] = self.pixels
+
+    def laid_on(self, source: np.ndarray) -> np.ndarray:
+        """A copy of ``source`` ((3, S, S)) with this window in it."""
+        out = source.copy()
+        self.lay_into(out)
+        return out
 
 
 class SlidingOpening:
@@ -95,16 +118,20 @@ class SlidingOpening:
         slid = cv2.remap(hwc, map_x, map_y.astype(np.float32), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         return slid.transpose(2, 0, 1)
 
+    def slid(self, source: np.ndarray, target: np.ndarray, field: np.ndarray) -> SourcePatch | None:
+        """The window of ``source`` ((3, S, S) float32, never written to) this opening lies in, slid shut by
+        what the warp leaves open for ``target``; ``None`` when the warp leaves nothing open."""
+        up, down = self.shortfall(target, field)
+        if not (up.any() or down.any()) or self.top >= self.bottom or self.left >= self.right:
+            return None
+        window = source[:, self.top:self.bottom, self.left:self.right]
+        return SourcePatch(self.top, self.left, self.slide(window, up, down))
+
     def close(self, source: np.ndarray, target: np.ndarray, field: np.ndarray) -> np.ndarray:
         """``source`` ((3, S, S) float32) with this opening slid shut by what the warp leaves open for
         ``target``: ``source`` itself when nothing is (it is never written to), else a new array."""
-        up, down = self.shortfall(target, field)
-        if not (up.any() or down.any()) or self.top >= self.bottom or self.left >= self.right:
-            return source
-        out = source.copy()
-        window = out[:, self.top:self.bottom, self.left:self.right]
-        window[:] = self.slide(window, up, down)
-        return out
+        patch = self.slid(source, target, field)
+        return source if patch is None else patch.laid_on(source)
 
 def warp_mask(field: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """(S, S) float32: where the warp ``field`` ((G, G, 2), :class:`~livefake.warp.WarpSolver`) shows the

@@ -18,9 +18,10 @@ import torch
 
 from livefake import face_regions as fr
 from livefake.backends import BackendConfig, GeneratorBackend, start_backend
-from livefake.compositor import Compositor
+from livefake.compositor import Compositor, MouthOpening
+from livefake.detail import DetailFrame, DetailLayers
 from livefake.eyes import EyeLayers
-from livefake.generator import GeneratorInputs, image_to_tensor
+from livefake.generator import GeneratorInputs, image_to_tensor, relit_interior, tensor_to_image
 from livefake.landmarks import FaceLandmarks
 from livefake.mouth import MouthGeometry, MouthInputs, shut_mouth_crop
 from livefake.openings import SlidingOpening, warp_mask
@@ -64,9 +65,9 @@ class FramePlan:
     """What the CPU stages decided for one frame, ready for the generator: whether the driver's face was
     found, the motion, the share of it the fold guard kept, the (G, G, 2) warp field, the source crop with
     the irises where this frame's gaze puts them and the lids and lips the warp leaves apart slid shut
-    ((3, S, S) float32), the mouth inputs, the (H, H, 3) shading gain on the source crop, where the target
-    shows the pixels so changed (for the full-resolution paste only, else None) and the stage times so far
-    (ms)."""
+    ((3, S, S) float32), the mouth inputs, the (H, H, 3) shading gain on the source crop, the eyes and lips
+    so redrawn at the photo's resolution (:mod:`livefake.detail`; for the full-resolution paste only, else
+    None) and the stage times so far (ms)."""
 
     face_found: bool
     motion: Motion
@@ -75,7 +76,7 @@ class FramePlan:
     source: np.ndarray
     mouth: MouthInputs
     shading: np.ndarray
-    changed: np.ndarray | None
+    detail: DetailFrame | None
     timings_ms: dict[str, float]
 
 
@@ -114,6 +115,8 @@ class Reenactor:
         self.mouth = MouthGeometry(source.points, size, shut=shut)
         self.compositor = Compositor(source, self.config.feather)
         self.full_resolution = source.transform.scale * self.config.full_resolution_beyond < 1.0
+        # There, the eyes and lips each frame redraws are redrawn at the photo's resolution as well.
+        self.detail = DetailLayers(source, shut) if self.full_resolution else None
         self.provenance = Provenance(self.config.provenance)
         # The mark is shaped by the photo, weak around the mouth (livefake.watermark.QUIET_KEEP).
         self.provenance.prepare(source.photo, around_mouth(source))
@@ -179,13 +182,14 @@ class Reenactor:
         # The interior is cut from this very frame, so at this frame's own (unsmoothed) landmarks.
         mouth = self.mouth.inputs(target, None if face is None else face.points, driver_rgb)
         source = self.lips.close(self.eyes.place(target, field), target, field)
-        changed = None
-        if self.full_resolution:  # the paste takes from the crop whatever differs from the photo here
+        detail = None
+        if self.detail is not None:  # the paste takes the detail wherever the crop differs from the photo
             differs = (np.abs(source - self._crop_chw).max(axis=0) > 0.5 / 255).astype(np.uint8)
-            changed = warp_mask(field, cv2.GaussianBlur(cv2.dilate(differs, np.ones((3, 3), np.uint8))
-                                                        .astype(np.float32), (0, 0), 0.7))
+            shows = warp_mask(field, cv2.GaussianBlur(cv2.dilate(differs, np.ones((3, 3), np.uint8))
+                                                      .astype(np.float32), (0, 0), 0.7))
+            detail = self.detail.frame(target, field, shows)
         timings = {"geometry": (time.perf_counter() - start) * 1000}
-        return FramePlan(face is not None, motion, kept, field, source, mouth, shading, changed, timings)
+        return FramePlan(face is not None, motion, kept, field, source, mouth, shading, detail, timings)
 
     def render(self, plan: FramePlan) -> FrameResult:
         """Generator and paste-back for a :meth:`plan`: the output frame."""
@@ -205,12 +209,19 @@ class Reenactor:
         """The paste-back stage alone: the photo-sized frame with ``crop`` blended in, then the badge and
         the watermark (:mod:`livefake.provenance`)."""
         if self.full_resolution:
-            inside = plan.mouth.mask if plan.changed is None else np.maximum(plan.mouth.mask, plan.changed)
-            frame = self.compositor.paste(crop, plan.field, inside, plan.shading)
+            frame = self.compositor.paste(crop, plan.field, self._opening(plan.mouth), plan.shading, plan.detail)
         else:
             frame = self.compositor.paste(crop)
         self.provenance.apply_(frame)
         return frame
+
+    def _opening(self, mouth: MouthInputs) -> MouthOpening | None:
+        """The mouth's interior for the full-resolution paste (None where the mouth is not open)."""
+        if mouth.opening <= 0:
+            return None
+        relit = relit_interior(image_to_tensor(mouth.patch), torch.from_numpy(mouth.skin_stats)[None],
+                               self._source_stats, torch.tensor([[mouth.recolor]], dtype=torch.float32))
+        return MouthOpening(mouth.outline, mouth.opening, tensor_to_image(relit), mouth.affine)
 
     def generator_inputs(self, plan: FramePlan) -> GeneratorInputs:
         """The generator's tensors for a :meth:`plan` (batch 1, float32, on the CPU)."""

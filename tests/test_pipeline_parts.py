@@ -8,12 +8,11 @@ import sys
 import threading
 import time
 
-import cv2
 import numpy as np
 import pytest
 from conftest import clip_frames, prepared
 
-from livefake.compositor import Compositor
+from livefake.compositor import Compositor, MouthOpening
 from livefake.gil import quick_handoffs
 from livefake.prefetch import prefetch
 from livefake.reenactor import ReenactConfig, Reenactor
@@ -71,31 +70,48 @@ def test_full_resolution_paste_agrees_with_crop_paste_and_is_sharper():
     assert detail(b[0]) > 1.05 * detail(a[0])
 
 
-def test_the_full_resolution_paste_takes_the_crop_wherever_its_mask_reaches_and_nowhere_else():
-    """The crop is blended in only over the part of the box its mask lands on: the result equals blending
-    over the whole box, for masks at the crop's middle, right edge and corner (a part one pixel short leaves
-    a seam of unblended photo), and one above the photo (astronaut.png's crop reaches past its top) changes
-    nothing."""
-    source = prepared("astronaut.png")
+def test_the_full_resolution_paste_draws_the_mouth_interior_sharp_inside_its_outline_and_nowhere_else():
+    """o_mouth.jpg's face is resampled from the photo, and the mouth's interior is drawn into it at the photo's
+    resolution: inside the outline each pixel shows the interior where the generator's crop would read it
+    (an interior that is a ramp, so bilinear reads are exact), outside nothing changes, and the outline's edge
+    is as sharp as the photo's pixels (drawn in the crop and magnified 5.4 times, it ramped over ~8 px)."""
+    source = prepared("o_mouth.jpg")
     size = source.transform.size
     compositor = Compositor(source)
     field = WarpSolver(source.points, size).identity
-    crop = 255 - source.crop  # real detail, far from the photo everywhere
-    whole_mask = cv2.warpAffine(np.ones((size, size), np.float32), compositor._to_box, compositor._size)
-    photo_only = compositor._warp_photo(field, crop, None, None)
-    reached = 0
-    for x0, y0, side in ((120, 130, 20), (0, 0, 9), (size - 7, 60, 7), (size - 5, size - 5, 5)):
-        mask = np.zeros((size, size), np.float32)
-        mask[y0:y0 + side, x0:x0 + side] = 1.0
-        inside = cv2.warpAffine(mask, compositor._to_box, compositor._size)
-        whole = cv2.blendLinear(compositor._place(crop), photo_only, inside, 1.0 - inside)
-        got = compositor._warp_photo(field, crop, mask, None)
-        assert np.array_equal(got[whole_mask == 0], photo_only[whole_mask == 0])
-        # Within OpenCV's fixed-point rounding of a shifted warp; a pixel left out would be 50-200 levels off.
-        assert np.abs(got.astype(np.int16) - whole).max() <= 8, (x0, y0)
-        reached += bool((inside > 0).any())
-    assert reached == 3  # all but the corner above the photo
-    assert np.array_equal(compositor._warp_photo(field, crop, np.zeros((size, size), np.float32), None), photo_only)
+    photo_only = compositor._warp_photo(field, None, None, None)
+    m = 64
+    ramp = np.zeros((m, m, 3), np.uint8)
+    ramp[..., 0] = (np.arange(m) * 3)[None, :]  # red grows along x, green along y: 3 levels a pixel
+    ramp[..., 1] = (np.arange(m) * 3)[:, None]
+    ramp[..., 2] = 255
+    affine = np.array([[0.9, 0.1, 0.05], [-0.05, 1.1, 0.1]])  # crop unit -> interior unit
+    outline = np.array([[110.0, 150.0], [146.0, 150.0], [146.0, 176.0], [110.0, 176.0]], np.float32)
+    got = compositor._warp_photo(field, MouthOpening(outline, 1.0, ramp, affine), None, None)
+    changed = np.abs(got.astype(np.int16) - photo_only).max(axis=2) > 0
+    to_crop = source.transform.matrix
+    x0, y0 = compositor.box[:2]
+    ys, xs = np.nonzero(changed)
+    crop_xy = np.stack([xs + x0, ys + y0], 1) @ to_crop[:, :2].T + to_crop[:, 2]
+    # Nothing changes beyond the outline but its anti-aliased edge, 4 photo pixels at most.
+    edge = 4 * source.transform.scale
+    assert (crop_xy.min(axis=0) > outline.min(axis=0) - edge).all()
+    assert (crop_xy.max(axis=0) < outline.max(axis=0) + edge).all()
+    inside = (crop_xy > outline.min(axis=0) + 1).all(axis=1) & (crop_xy < outline.max(axis=0) - 1).all(axis=1)
+    unit = (crop_xy[inside] + 0.5) * (2.0 / size) - 1.0
+    read = (unit @ affine[:, :2].T + affine[:, 2] + 1.0) * (m / 2.0) - 0.5  # interior pixels, as grid_sample reads
+    expected = 3 * np.clip(read, 0, m - 1)
+    shown = got[ys[inside], xs[inside], :2].astype(np.float64)
+    assert np.abs(shown - expected).max() <= 1.5
+    assert (got[ys[inside], xs[inside], 2] == 255).all()
+    # The edge: along a row through the middle, the blue channel climbs from the photo's to 255 within 4 px.
+    row = int(np.median(ys[inside]))
+    blue = got[row, :, 2].astype(np.float64)
+    base = photo_only[row, :, 2].astype(np.float64)
+    climbing = (blue > base + 0.1 * (255 - base)) & (blue < base + 0.9 * (255 - base))
+    assert 0 < climbing.sum() <= 8  # both edges
+    weightless = compositor._warp_photo(field, MouthOpening(outline, 0.0, ramp, affine), None, None)
+    assert np.array_equal(weightless, photo_only)
 
 
 def test_a_face_the_crop_shrinks_over_four_times_is_resampled_from_the_photo():
