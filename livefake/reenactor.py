@@ -104,9 +104,7 @@ class Reenactor:
         self.detector: DriverLandmarks | None = None
         self._closed = False
         self.retargeter = Retargeter(source, self.config.retarget)
-        h, w = source.photo.shape[:2]  # the photo's outer pixel edges, in the crop
-        corners = source.transform.apply(np.array([[-0.5, -0.5], [w - 0.5, -0.5], [w - 0.5, h - 0.5], [-0.5, h - 0.5]]))
-        self.warp = WarpSolver(source.points, size, self.config.warp, photo_corners=corners[:, :2])
+        self.warp = WarpSolver(source.points, size, self.config.warp, photo_corners=source.photo_corners())
         self.shading = ShadingTransfer(source.points, size, self.config.shading)
         # A wide-open photo mouth is shut by the retargeter; the generator then warps a crop whose opening is
         # filled with lip and whose lips, stretched pale, are deepened (shut_mouth_crop), and every opening of

@@ -35,6 +35,12 @@ class RetargetConfig:
     max_roll_deg: float = 35.0
     max_shift: float = 0.3  # of the crop side
     crop_margin: float = 0.1  # the face keeps this share of the crop side from its edges
+    # A close-up's photo ends a little below the chin, and the neck between is all there is to stretch as the
+    # head rises: o_mouth.jpg shows about 70 px of it, which harsh_light.mp4's driver, leaning in and rising,
+    # drew out five times, the chin a long pale wedge. The head rises only so far that this band (straight down
+    # from the chin to where the photo ends, or the crop) is at most this many times the photo's own, or as
+    # long as shutting the photo's open mouth alone makes it.
+    max_neck_stretch: float = 2.0
     min_scale: float = 0.55
     max_scale: float = 1.8
     # How much wider than the source's own the eyes may open: the eye layers keep the iris round, so
@@ -49,6 +55,8 @@ class RetargetConfig:
     def __post_init__(self) -> None:
         if not 0 < self.min_scale <= 1 <= self.max_scale:
             raise ValueError(f"expected min_scale <= 1 <= max_scale, got {self.min_scale}, {self.max_scale}")
+        if self.max_neck_stretch < 1:
+            raise ValueError(f"max_neck_stretch must be >= 1, got {self.max_neck_stretch}")
         if self.min_eye_ratio <= 0:
             raise ValueError(f"min_eye_ratio must be positive, got {self.min_eye_ratio}")
 
@@ -124,6 +132,7 @@ class Retargeter:
         # Photo-to-crop rotation: the driver's image-plane shift is applied in photo directions.
         self._crop_rotation = source.transform.matrix[:, :2] / source.transform.scale
         self._crop_size = source.transform.size
+        self._photo_corners = source.photo_corners().astype(np.float64)
         self._source_iod = fr.interocular(self.source_points)
         self._lip_weights = fr.lip_weights(self.source_points)
         self._closing = np.zeros_like(self.source_points)
@@ -223,7 +232,8 @@ class Retargeter:
         centre = self.source_points[list(fr.RIGID)].mean(axis=0)
         target = centre + scale * (expressed - centre) @ rot_src.T
         target[:, :2] += move
-        return Motion(target=self._keep_inside(target), pose=(yaw, pitch, roll), reference_id=self._reference_id)
+        target = self._keep_inside(self._keep_neck(target))
+        return Motion(target=target, pose=(yaw, pitch, roll), reference_id=self._reference_id)
 
     def _mouth_closing(self) -> np.ndarray:
         """(478, 3) shift that shuts the photo's mouth as far as the driver's neutral one is shut.
@@ -251,6 +261,31 @@ class Retargeter:
         lower, upper = self._lip_weights
         shift = amount * (-_JAW_SHARE * lower + (1.0 - _JAW_SHARE) * upper)
         return shift[:, None] * np.r_[down2, 0.0][None, :]
+
+    def _room_below(self, point: np.ndarray) -> float:
+        """Crop pixels straight down from ``point`` ((2+,) crop pixels) to where the photo ends, or the crop."""
+        x, y = float(point[0]), float(point[1])
+        room = self._crop_size - 0.5 - y
+        for a, b in zip(self._photo_corners, np.roll(self._photo_corners, -1, axis=0)):
+            if a[0] == b[0] or (a[0] - x) * (b[0] - x) > 0:
+                continue  # this edge of the photo does not cross the line down from the point
+            edge = a[1] + (x - a[0]) * (b[1] - a[1]) / (b[0] - a[0])
+            if edge > y:
+                room = min(room, edge - y)
+        return room
+
+    def _keep_neck(self, target: np.ndarray) -> np.ndarray:
+        """Lower the face where it rose so far that the band below the chin is stretched past
+        ``max_neck_stretch`` (see :class:`RetargetConfig`)."""
+        chin = fr.CHIN
+        allowed = max(self._room_below(self.source_points[chin] + self._closing[chin]),
+                      self.config.max_neck_stretch * self._room_below(self.source_points[chin]))
+        excess = self._room_below(target[chin]) - allowed
+        if excess <= 0:
+            return target
+        target = target.copy()
+        target[:, 1] += excess
+        return target
 
     def _keep_inside(self, target: np.ndarray) -> np.ndarray:
         """Shrink, then shift the face back so it keeps a margin inside the crop: a face pressed against

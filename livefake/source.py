@@ -127,6 +127,13 @@ class PreparedSource:
     transform: CropTransform
     name: str
 
+    def photo_corners(self) -> np.ndarray:
+        """(4, 2) float32: the photo's outer pixel corners in crop pixels (top left, top right, bottom right,
+        bottom left): where the photo ends, which a close-up's crop reaches past."""
+        h, w = self.photo.shape[:2]
+        corners = np.array([[-0.5, -0.5], [w - 0.5, -0.5], [w - 0.5, h - 0.5], [-0.5, h - 0.5]])
+        return self.transform.apply(corners)[:, :2]
+
 
 def fit_to_size(image: np.ndarray, width: int, height: int, focus: tuple[float, float] | None = None) -> np.ndarray:
     """Scale ``image`` to cover width x height and cut a window of that size, centred on ``focus`` ((x, y)
