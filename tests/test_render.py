@@ -103,11 +103,11 @@ def test_a_head_rising_in_a_close_up_pulls_less_from_beyond_the_photo():
         assert beyond.max() < 80
 
 
-def test_a_head_rising_in_a_close_up_stretches_the_neck_at_most_about_twice():
+def test_a_head_rising_in_a_close_up_stretches_the_neck_at_most_about_three_times():
     """o_mouth.jpg ends a little below the chin (79 px, as MediaPipe finds the chin), and harsh_light.mp4's
     driver leans in and rises. Let rise as far, the output's chin rose until the band below it was 3.8 times
-    the photo's, the neck a long pale wedge; by default the head rises only until the band is twice the
-    photo's (in the targets; MediaPipe reads the output's at 1.24 times at most)."""
+    the photo's, the neck a long pale wedge; by default the head's shift upwards stops where the band is
+    three times the photo's (in the targets; MediaPipe reads the output's at 2.1 times at most)."""
     src = prepared("o_mouth.jpg")
     h = src.photo.shape[0]
     frames = clip_frames("harsh_light.mp4")
@@ -120,8 +120,8 @@ def test_a_head_rising_in_a_close_up_stretches_the_neck_at_most_about_twice():
     photo_band = h - measure_faces([src.photo])[0][fr.CHIN, 1]
     let_rise = chin_bands(ReenactConfig(retarget=RetargetConfig(max_neck_stretch=math.inf))) / photo_band
     held = chin_bands(ReenactConfig()) / photo_band
-    assert let_rise.max() > 3.0
-    assert held.max() < 1.6
+    assert let_rise.max() > 3.2
+    assert held.max() < 2.6
 
 
 def test_face_lost_mid_clip_holds_then_recovers_without_black_or_jumps():
