@@ -7,8 +7,9 @@ glasses.mp4). Here, in the source's geometry, the lids or lips are slid over the
 left: the skin over each one is stretched by that much, so its edge (the lash line, the lip's edge) lands
 where the warp will show the target's. Before the generator warps the source, so it needs no new input.
 
-A :class:`SlidingOpening` holds one opening of the source crop; :func:`warp_mask` carries a source-space
-mask through the warp (the full-resolution paste takes what the source crop changed from the crop).
+A :class:`SlidingOpening` holds one opening of the source crop, and gives what it redraws as a
+:class:`SourcePatch`; :func:`warp_mask` carries a source-space mask through the warp (the full-resolution
+paste takes :mod:`livefake.detail`'s redrawn eyes and lips where the source crop changed).
 """
 
 from __future__ import annotations
