@@ -69,7 +69,9 @@ class Compositor:
         self._weight_photo = np.ascontiguousarray(1.0 - mask)
         self._background = np.ascontiguousarray(self.photo[y0:y1, x0:x1])
         self._size_px = size
-        self._photo_to_crop = source.transform.matrix
+        # Box pixels in crop unit coordinates ([-1, 1], align_corners=False), where the mouth's affine starts.
+        self._box_to_unit = cv2.invertAffineTransform(self._to_box) * (2.0 / size)
+        self._box_to_unit[:, 2] += 1.0 / size - 1.0
         # Box pixels in crop pixels, for looking up the warp field at photo resolution.
         by, bx = np.mgrid[y0:y1, x0:x1].astype(np.float64)
         m = source.transform.matrix
@@ -150,15 +152,13 @@ class Compositor:
         cv2.fillPoly(drawn, [np.round((outline - (x0, y0)) * (1 << shift)).astype(np.int32)], 255,
                      lineType=cv2.LINE_AA, shift=shift)
         inside = cv2.GaussianBlur(drawn.astype(np.float32), (0, 0), _OUTLINE_BLUR_PX) * (opening.weight / 255.0)
-        # Part pixels -> photo -> crop pixels -> crop unit -> interior unit -> interior pixels, as one affine.
-        crop_unit = np.diag([2.0 / self._size_px, 2.0 / self._size_px, 1.0])
-        crop_unit[:2, 2] = 1.0 / self._size_px - 1.0
+        # The part's pixels -> crop unit -> the interior's unit -> its pixels, as one affine.
+        to_unit = self._box_to_unit[:, :2], self._box_to_unit[:, :2] @ (x0, y0) + self._box_to_unit[:, 2]
+        a = opening.affine
         m = opening.interior.shape[0]
-        to_pixels = np.array([[m / 2.0, 0.0, m / 2.0 - 0.5], [0.0, m / 2.0, m / 2.0 - 0.5], [0.0, 0.0, 1.0]])
-        part_to_photo = np.array([[1.0, 0.0, self.box[0] + x0], [0.0, 1.0, self.box[1] + y0], [0.0, 0.0, 1.0]])
-        chain = (to_pixels @ np.vstack([opening.affine, [0.0, 0.0, 1.0]]) @ crop_unit
-                 @ np.vstack([self._photo_to_crop, [0.0, 0.0, 1.0]]) @ part_to_photo)
-        interior = cv2.warpAffine(opening.interior, chain[:2], (x1 - x0, y1 - y0),
+        chain = np.hstack([a[:, :2] @ to_unit[0], (a[:, :2] @ to_unit[1] + a[:, 2])[:, None]]) * (m / 2.0)
+        chain[:, 2] += m / 2.0 - 0.5
+        interior = cv2.warpAffine(opening.interior, chain, (x1 - x0, y1 - y0),
                                   flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
         warped[y0:y1, x0:x1] = cv2.blendLinear(interior, warped[y0:y1, x0:x1], inside, 1.0 - inside)
 

@@ -8,11 +8,13 @@ import sys
 import threading
 import time
 
+import cv2
 import numpy as np
 import pytest
 from conftest import clip_frames, prepared
 
 from livefake.compositor import Compositor, MouthOpening
+from livefake.detail import DetailFrame
 from livefake.gil import quick_handoffs
 from livefake.prefetch import prefetch
 from livefake.reenactor import ReenactConfig, Reenactor
@@ -112,6 +114,44 @@ def test_the_full_resolution_paste_draws_the_mouth_interior_sharp_inside_its_out
     assert 0 < climbing.sum() <= 8  # both edges
     weightless = compositor._warp_photo(field, MouthOpening(outline, 0.0, ramp, affine), None, None)
     assert np.array_equal(weightless, photo_only)
+
+
+def test_the_full_resolution_paste_takes_the_detail_wherever_its_mask_reaches_and_nowhere_else():
+    """The eyes and lips redrawn at the photo's resolution (livefake.detail) are blended in only over the part
+    of the box their mask lands on, with each redrawn window laid over the base: the result equals blending
+    the whole box from the base with the windows already in it, for masks at the crop's middle, right edge
+    and corner (a part one pixel short leaves a seam of unblended photo), and one above the photo
+    (astronaut.png's crop reaches past its top) changes nothing."""
+    source = prepared("astronaut.png")
+    size = source.transform.size
+    compositor = Compositor(source)
+    field = WarpSolver(source.points, size).identity
+    base = np.random.default_rng(1).integers(0, 256, source.crop.shape, dtype=np.uint8)  # every read tells
+    window = (150, 100, np.ascontiguousarray(source.crop[150:190, 100:180, ::-1]))  # top, left, pixels
+    laid = base.copy()
+    laid[150:190, 100:180] = window[2]
+    photo_only = compositor._warp_photo(field, None, None, None)
+
+    def pasted(image: np.ndarray, windows: tuple, shows: np.ndarray) -> np.ndarray:
+        return compositor._warp_photo(field, None, None, DetailFrame(image, windows, source.transform, shows))
+
+    whole = pasted(laid, (), np.ones((size, size), np.float32))
+    whole_mask = cv2.warpAffine(np.ones((size, size), np.float32), compositor._to_box, compositor._size)
+    reached = 0
+    for x0, y0, side in ((90, 140, 60), (0, 0, 9), (size - 7, 60, 7), (size - 5, size - 5, 5)):
+        mask = np.zeros((size, size), np.float32)
+        mask[y0:y0 + side, x0:x0 + side] = 1.0
+        inside = cv2.warpAffine(mask, compositor._to_box, compositor._size)
+        expected = cv2.blendLinear(whole, photo_only, inside, 1.0 - inside)
+        got = pasted(base, (window,), mask)
+        assert np.array_equal(got[whole_mask == 0], photo_only[whole_mask == 0])
+        # Within OpenCV's fixed-point rounding of a shifted remap; a pixel left out would be 50-200 levels off.
+        # (Not on the footprint's own anti-aliased edge, where `whole` is part photo already.)
+        exact = (whole_mask == 0) | (whole_mask == 1)
+        assert np.abs(got.astype(np.int16) - expected)[exact].max() <= 8, (x0, y0)
+        reached += bool((inside > 0).any())
+    assert reached == 3  # all but the corner above the photo
+    assert np.array_equal(pasted(base, (window,), np.zeros((size, size), np.float32)), photo_only)
 
 
 def test_a_face_the_crop_shrinks_over_four_times_is_resampled_from_the_photo():
