@@ -15,6 +15,7 @@ CHIN = 152  # the lowest point of the face's outline, on the chin
 LIPS_OUTER = (
     61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181, 91, 146,
 )
+MOUTH_CORNERS = (61, 291)  # where the outer lips meet, right and left
 # Inner lip contour in order around the mouth opening (upper from corner 78 to 308, then lower back).
 LIPS_INNER = (
     78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95,
@@ -90,6 +91,11 @@ def mouth_openness(points: np.ndarray) -> float:
     up = points[[p[0] for p in LIPS_INNER_PAIRS[2:7]], :2]
     low = points[[p[1] for p in LIPS_INNER_PAIRS[2:7]], :2]
     return float(np.linalg.norm(up - low, axis=1).mean()) / max(interocular(points), 1e-6)
+
+
+def mouth_width(points: np.ndarray) -> float:
+    """Distance between the mouth's corners (:data:`MOUTH_CORNERS`), in ``points``' units."""
+    return float(np.linalg.norm(points[MOUTH_CORNERS[0], :2] - points[MOUTH_CORNERS[1], :2]))
 
 
 def down_axis(points: np.ndarray) -> np.ndarray:

@@ -275,5 +275,5 @@ def mouth_view(points: np.ndarray, side: float, size: int) -> CropTransform:
     widths across."""
     centre = points[list(fr.LIPS_OUTER), :2].mean(axis=0)
     eye_line = points[263, :2] - points[33, :2]
-    width = float(np.linalg.norm(points[61, :2] - points[291, :2]))
-    return square_view(centre, float(np.arctan2(eye_line[1], eye_line[0])), max(side * width, 1.0), size)
+    return square_view(centre, float(np.arctan2(eye_line[1], eye_line[0])), max(side * fr.mouth_width(points), 1.0),
+                       size)

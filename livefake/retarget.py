@@ -79,6 +79,10 @@ class Motion:
 
 
 _JAW_SHARE = 0.7  # of a mouth's shutting done by the jaw; the upper lip does the rest
+# A wide-open photo mouth drawn in (an "O") is widened back towards the driver's neutral width, at most this
+# many times: its corners move out, and the face around them less the further it lies (nothing beyond twice
+# the mouth's half width), which keeps the shift one-to-one up to a factor of about 1.57.
+_MAX_WIDENING = 1.5
 
 
 def similarity_fit(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
@@ -239,31 +243,47 @@ class Retargeter:
         return Motion(target=target, pose=(yaw, pitch, roll), reference_id=self._reference_id)
 
     def _mouth_closing(self) -> np.ndarray:
-        """(478, 3) shift that shuts the photo's mouth as far as the driver's neutral one is shut.
+        """(478, 3) shift that brings the photo's wide-open mouth to the driver's neutral one: shut as far,
+        and drawn as wide.
 
         Motion is relative: a photo with its mouth open would stay open while the driver rests, and open
         into tall shapes as they speak (o_mouth.jpg: mouth correlation 0.25). So the jaw is first raised by
         how much wider the photo's lips part than the driver's neutral lips (in the photo's scale); the
-        driver's opening then opens it from there."""
+        driver's opening then opens it from there. An "O" also draws the mouth's corners in: left so, the
+        driver's own "O" drew them in again (o_mouth.jpg on mouth_open.mp4: 0.29 of the eye distance wide
+        and 0.38 open, a shape MediaPipe read as shut lips), so they are moved out as far as the driver's
+        neutral mouth is wider."""
         assert self._reference is not None and self._align is not None
         src = self.source_points
         # Only a wide-open mouth: lips a little apart (a smile that shows the teeth) stay as the photo has them.
+        open_weight = fr.wide_open_mouth(src)
         wider = fr.inner_lip_gaps(src) - self._align[0] * fr.inner_lip_gaps(self._reference)
-        excess = fr.wide_open_mouth(src) * np.maximum(wider, 0.0)
-        if not excess.any():
-            return np.zeros_like(src)
-        # The jaw does most of the shutting, the upper lip the rest. Each point shuts by the excess of the lip
-        # pair across from it (interpolated along the mouth): an O shuts more in the middle than at the
-        # corners, and points one above the other move alike (a lip rolled in shows its landmarks crossed).
+        excess = open_weight * np.maximum(wider, 0.0)
         down2 = fr.down_axis(src)
-        across = src[:, :2] @ np.array([-down2[1], down2[0]])
-        pairs = np.array(fr.LIPS_INNER_PAIRS)
-        at = 0.5 * (across[pairs[:, 0]] + across[pairs[:, 1]])
-        order = np.argsort(at)
-        amount = np.interp(across, at[order], excess[order])
-        lower, upper = self._lip_weights
-        shift = amount * (-_JAW_SHARE * lower + (1.0 - _JAW_SHARE) * upper)
-        return shift[:, None] * np.r_[down2, 0.0][None, :]
+        across_axis = np.array([-down2[1], down2[0]])
+        shift = np.zeros_like(src)
+        if excess.any():
+            # The jaw does most of the shutting, the upper lip the rest. Each point shuts by the excess of the
+            # lip pair across from it (interpolated along the mouth): an O shuts more in the middle than at the
+            # corners, and points one above the other move alike (a lip rolled in shows its landmarks crossed).
+            across = src[:, :2] @ across_axis
+            pairs = np.array(fr.LIPS_INNER_PAIRS)
+            at = 0.5 * (across[pairs[:, 0]] + across[pairs[:, 1]])
+            order = np.argsort(at)
+            amount = np.interp(across, at[order], excess[order])
+            lower, upper = self._lip_weights
+            shift[:, :2] = (amount * (-_JAW_SHARE * lower + (1.0 - _JAW_SHARE) * upper))[:, None] * down2
+        width = fr.mouth_width(src)
+        widening = 1.0 + open_weight * (np.clip(self._align[0] * fr.mouth_width(self._reference) / max(width, 1e-9),
+                                                1.0, _MAX_WIDENING) - 1.0)
+        if widening > 1.0:
+            centre = 0.5 * (src[fr.MOUTH_CORNERS[0], :2] + src[fr.MOUTH_CORNERS[1], :2])
+            offset = src[:, :2] - centre
+            reach = np.linalg.norm(offset, axis=1) / (0.5 * width)  # 1 at the corners
+            falloff = 1.0 - np.clip(reach - 1.0, 0.0, 1.0)
+            falloff = falloff * falloff * (3.0 - 2.0 * falloff)
+            shift[:, :2] += ((widening - 1.0) * falloff * (offset @ across_axis))[:, None] * across_axis
+        return shift
 
     def _room_below(self, point: np.ndarray) -> float:
         """Crop pixels straight down from ``point`` ((2+,) crop pixels) to where the photo ends, or the crop."""

@@ -80,6 +80,30 @@ def test_a_photo_with_its_mouth_open_shuts_while_the_driver_rests_and_opens_with
     np.testing.assert_allclose(Retargeter(smile).update(_face(lms[0]), 0.0).target, smile.points, atol=1e-6)
 
 
+def test_a_photo_whose_o_draws_the_mouth_in_is_widened_to_the_drivers_rest_and_opens_in_its_shape():
+    """o_mouth.jpg's "O" draws its corners in (0.48 of the eye distance wide, the same man's neutral mouth
+    0.63). Left so, the driver's own "O" drew them in again: a mouth 0.29 wide and 0.38 open, taller than
+    any the driver makes, which MediaPipe read on the output as shut lips."""
+    src = prepared("o_mouth.jpg")
+    lms = clip_landmarks("mouth_open.mp4")
+    r = Retargeter(src, RetargetConfig(smoothing=False))
+    targets = [r.update(_face(p), i / 30).target for i, p in enumerate(lms)]
+    widths = np.array([fr.mouth_width(p) / fr.interocular(p) for p in lms])
+    shapes = np.array([fr.mouth_openness(p) * fr.interocular(p) / fr.mouth_width(p) for p in lms])
+    got_widths = np.array([fr.mouth_width(t) / fr.interocular(t) for t in targets])
+    got_shapes = np.array([fr.mouth_openness(t) * fr.interocular(t) / fr.mouth_width(t) for t in targets])
+    assert fr.mouth_width(src.points) / fr.interocular(src.points) < 0.8 * widths[0]
+    assert got_widths[0] == pytest.approx(widths[0], rel=0.05)  # at rest, as wide as the driver's mouth
+    held = np.flatnonzero(np.array([fr.mouth_openness(p) for p in lms]) > 0.3)  # the driver's open mouth
+    assert len(held) > 10
+    np.testing.assert_allclose(got_shapes[held], shapes[held], rtol=0.15)  # as tall for its width
+    # The face beyond the mouth stays: nothing two mouth widths from its middle moves sideways.
+    centre = src.points[list(fr.MOUTH_CORNERS), :2].mean(axis=0)
+    far = np.linalg.norm(src.points[:, :2] - centre, axis=1) > fr.mouth_width(src.points)
+    rest = Retargeter(src, RetargetConfig(smoothing=False)).update(_face(lms[0]), 0.0).target
+    np.testing.assert_allclose(rest[far, 0], src.points[far, 0], atol=0.1)  # crop px; its corners move 2.7
+
+
 def test_roll_is_transferred_and_clamped():
     src = prepared("astronaut.png")
     neutral = clip_landmarks("mouth_open.mp4", 5)[0].astype(np.float64)
