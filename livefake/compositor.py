@@ -1,8 +1,9 @@
 """Compositor: paste the generated crop back into the full source photo through a feathered mask.
 
-Given the generator's warp field, the face is resampled from the full-resolution photo instead: the
-field is composed with the crop transform, so a face larger than the crop keeps all its detail; only the
-mouth interior comes from the crop, and the eyes and lips the frame redrew from :mod:`livefake.detail`.
+Or, given the generator's warp field, the face is resampled from the full-resolution photo instead
+(:meth:`Compositor.resample`; no crop is generated then): the field is composed with the crop transform,
+so a face larger than the crop keeps all its detail; the mouth's interior is laid from the driver's relit
+patch (:class:`MouthOpening`), and the eyes and lips the frame redrew from :mod:`livefake.detail`.
 """
 
 from __future__ import annotations
@@ -84,26 +85,27 @@ class Compositor:
         ])
         self._crop_step: tuple[int, np.ndarray, np.ndarray] | None = None
 
-    def paste(self, crop: np.ndarray, field: np.ndarray | None = None, opening: MouthOpening | None = None,
-              shading: np.ndarray | None = None, detail: DetailFrame | None = None) -> np.ndarray:
-        """A new (H, W, 3) uint8 frame: the photo with the generated face blended in where the face is.
+    def paste(self, crop: np.ndarray) -> np.ndarray:
+        """A new (H, W, 3) uint8 frame: the photo with the generated face, ``crop`` ((S, S, 3) uint8 generator
+        output), blended in where the face is."""
+        return self._blend(self._into(crop, (0, 0, *self._size)))
 
-        ``crop``: (S, S, 3) uint8 generator output. With ``field`` ((G, G, 2) float32 backward warp in
-        crop unit coordinates) the face is resampled from the photo at full resolution instead, the crop
-        unused; ``opening`` draws the mouth's interior into it, and ``detail`` (:mod:`livefake.detail`),
-        resampled through the same warp, the eyes and lips the frame redrew, where it says they show, both at
-        the photo's resolution; ``shading`` ((H, H, 3) float32 gain on the source crop, as the generator
-        takes it) lights the resampled face.
-        """
+    def resample(self, field: np.ndarray, opening: MouthOpening | None = None, shading: np.ndarray | None = None,
+                 detail: DetailFrame | None = None) -> np.ndarray:
+        """A new (H, W, 3) uint8 frame: the photo with its face resampled from the photo itself at full
+        resolution through ``field`` ((G, G, 2) float32 backward warp in crop unit coordinates), as the
+        generator warps the crop. ``opening`` draws the mouth's interior into it, and ``detail``
+        (:mod:`livefake.detail`), resampled through the same warp, the eyes and lips the frame redrew, where
+        it says they show, both at the photo's resolution; ``shading`` ((H, H, 3) float32 gain on the source
+        crop, as the generator takes it) lights the resampled face."""
+        return self._blend(self._warp_photo(field, opening, shading, detail))
+
+    def _blend(self, placed: np.ndarray) -> np.ndarray:
+        """A copy of the photo with ``placed`` (the box's pixels) blended in under the feathered mask."""
         x0, y0, x1, y1 = self.box
-        placed = self._warp_photo(field, opening, shading, detail) if field is not None else self._place(crop)
         frame = self.photo.copy()
         frame[y0:y1, x0:x1] = cv2.blendLinear(placed, self._background, self._weight, self._weight_photo)
         return frame
-
-    def _place(self, crop: np.ndarray) -> np.ndarray:
-        """The crop resampled into the box."""
-        return self._into(crop, (0, 0, *self._size))
 
     def _into(self, image: np.ndarray, rect: tuple[int, int, int, int],
               border: int = cv2.BORDER_REPLICATE) -> np.ndarray:

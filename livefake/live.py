@@ -105,7 +105,7 @@ class _Frame:
     face: FaceLandmarks | None = None
     motion: Motion | None = None  # None: pass-through
     plan: FramePlan | None = None
-    crop: np.ndarray | None = None
+    crop: np.ndarray | None = None  # None: none generated (pass-through, or the full-resolution paste)
     output: np.ndarray | None = None
 
 
@@ -130,9 +130,8 @@ class LivePipeline:
         self.output_size = sources[0].photo.shape[1], sources[0].photo.shape[0]
         self.detector = DriverLandmarks(self.config.reenact.tracking)
         depth = self.config.queue_depth
-        backend = self.reenactors[0].backend
-        self.geometry_thread = (self.config.geometry_thread if self.config.geometry_thread is not None
-                                else backend.name in ("cuda", "tensorrt"))
+        on_gpu = any(r.backend is not None and r.backend.name in ("cuda", "tensorrt") for r in self.reenactors)
+        self.geometry_thread = self.config.geometry_thread if self.config.geometry_thread is not None else on_gpu
         names = ("landmarks", "geometry", "generator", "composite", "output")
         self.queues: dict[str, LatestQueue[_Frame]] = {name: LatestQueue(depth, name) for name in names
                                                        if self.geometry_thread or name != "geometry"}
@@ -313,7 +312,7 @@ class LivePipeline:
         return frame
 
     def _composite(self, frame: _Frame) -> _Frame:
-        if frame.plan is None or frame.crop is None:
+        if frame.plan is None:
             w, h = self.output_size
             frame.output = np.array(fit_to_size(frame.driver, w, h))  # a copy: the mark goes on in place
             self.reenactors[frame.source_index].provenance.apply_(frame.output, passthrough=True)

@@ -82,11 +82,12 @@ class FramePlan:
 
 @dataclass(frozen=True)
 class FrameResult:
-    """One output frame: ``frame`` (H, W, 3) uint8 photo-sized, ``crop`` (S, S, 3) uint8, whether the
-    driver's face was found, the motion used, the share of it kept by the fold guard, stage times in ms."""
+    """One output frame: ``frame`` (H, W, 3) uint8 photo-sized, ``crop`` (S, S, 3) uint8 (None where the face
+    is resampled from the photo at full resolution: no crop is generated), whether the driver's face was
+    found, the motion used, the share of it kept by the fold guard, stage times in ms."""
 
     frame: np.ndarray
-    crop: np.ndarray
+    crop: np.ndarray | None
     face_found: bool
     motion: Motion
     motion_kept: float
@@ -120,7 +121,10 @@ class Reenactor:
         self.provenance.prepare(source.photo, around_mouth(source))
         # The photo as a still output shows it, badge and mark included (drawn for this size once, now).
         self.marked_photo = self.provenance.apply_(source.photo.copy())
-        self.backend: GeneratorBackend = start_backend(size, self.config.backend)
+        # The full-resolution paste resamples the photo itself and takes nothing from the generator's crop
+        # (on o_mouth.jpg, 4.5 ms of CPU a frame spent for nothing), so there no backend is started.
+        self.backend: GeneratorBackend | None = None if self.full_resolution else start_backend(size,
+                                                                                                self.config.backend)
         # The eyes' layers: every frame, the irises are laid into the eyeball where the gaze puts them.
         self.eyes = EyeLayers(shut_mouth_crop(source.crop, source.points) if shut else source.crop, source.points,
                               patch_size=max(16, size // 8))
@@ -199,16 +203,27 @@ class Reenactor:
         timings = dict(plan.timings_ms, generator=(mid - start) * 1000, composite=(end - mid) * 1000)
         return FrameResult(frame, crop, plan.face_found, plan.motion, plan.motion_kept, timings)
 
-    def generate(self, plan: FramePlan) -> np.ndarray:
-        """The generator stage alone: the reenacted (S, S, 3) uint8 crop for a :meth:`plan`."""
+    def generate(self, plan: FramePlan) -> np.ndarray | None:
+        """The generator stage alone: the reenacted (S, S, 3) uint8 crop for a :meth:`plan`, or None where the
+        paste resamples the photo at full resolution (:attr:`full_resolution`) and needs no crop."""
+        if self.backend is None:
+            return None
         return self.backend.run(self.generator_inputs(plan))
 
-    def composite(self, plan: FramePlan, crop: np.ndarray) -> np.ndarray:
-        """The paste-back stage alone: the photo-sized frame with ``crop`` blended in, then the badge and
-        the watermark (:mod:`livefake.provenance`)."""
+    def describe(self) -> str:
+        """What draws the face: the generator's backend, or the full-resolution paste."""
+        if self.backend is None:
+            return "none: the face is resampled from the photo at full resolution on the CPU"
+        return self.backend.describe()
+
+    def composite(self, plan: FramePlan, crop: np.ndarray | None) -> np.ndarray:
+        """The paste-back stage alone: the photo-sized frame with ``crop`` (:meth:`generate`'s) blended in,
+        then the badge and the watermark (:mod:`livefake.provenance`)."""
         if self.full_resolution:
-            frame = self.compositor.paste(crop, plan.field, self._opening(plan.mouth), plan.shading, plan.detail)
+            frame = self.compositor.resample(plan.field, self._opening(plan.mouth), plan.shading, plan.detail)
         else:
+            if crop is None:
+                raise ValueError("this reenactor pastes a generated crop: pass generate()'s result")
             frame = self.compositor.paste(crop)
         self.provenance.apply_(frame)
         return frame
@@ -247,7 +262,8 @@ class Reenactor:
 
     def close(self) -> None:
         self._closed = True
-        self.backend.close()
+        if self.backend is not None:
+            self.backend.close()
         if self.detector is not None:
             self.detector.close()
             self.detector = None

@@ -21,7 +21,7 @@ from livefake.errors import LivefakeError
 from livefake.frame_queue import LatestQueue
 from livefake.frame_stamp import read_stamp, write_stamp
 from livefake.live import Control, LiveConfig, LivePipeline
-from livefake.reenactor import Reenactor
+from livefake.reenactor import ReenactConfig, Reenactor
 from livefake.sinks import Sink, VirtualCameraSink, virtual_camera_help
 from livefake.source import fit_to_size
 from livefake.watermark import canonical_residual, read_mark
@@ -75,11 +75,14 @@ def test_frame_stamp_round_trip():
         assert read_stamp(image) == frame_id
 
 
-@pytest.mark.parametrize("geometry_thread", [False, True])
-def test_pipeline_reenacts_a_paced_clip_in_order_with_the_stamp_on_every_frame(geometry_thread):
+@pytest.mark.parametrize(("geometry_thread", "full_resolution"), [(False, False), (True, False), (False, True)])
+def test_pipeline_reenacts_a_paced_clip_in_order_with_the_stamp_on_every_frame(geometry_thread, full_resolution):
+    """Also with the face resampled from the photo (a close-up's way), where no crop is generated."""
     sink = Collect()
     clip = ClipSource(face_file("videos", "mouth_open.mp4"), paced=True)
-    config = LiveConfig(stamp=True, geometry_thread=geometry_thread)
+    config = LiveConfig(stamp=True, geometry_thread=geometry_thread,
+                        reenact=ReenactConfig(full_resolution_beyond=0.0 if full_resolution
+                                              else ReenactConfig.full_resolution_beyond))
     before = sys.getswitchinterval()
     sys.setswitchinterval(0.005)
     try:

@@ -311,23 +311,25 @@ def test_full_res_reads_the_same_for_render_and_the_live_app():
 def test_a_wide_open_photo_mouth_shows_lips_not_a_dark_hole_while_the_driver_rests():
     """o_mouth.jpg's "O" is shut at the driver's neutral; the field cannot squeeze the opening to a line,
     so it is filled with lip first: the shut mouth's middle is about as light as the lips."""
-    src = prepared("o_mouth.jpg")
+    src = prepared("o_mouth.jpg")  # a close-up: resampled from the photo (--full-res auto), or from the crop
     driver = clip_frames("mouth_open.mp4", 5)
-    with Reenactor(src) as r:
-        for i, frame in enumerate(driver):
-            res = r.process(frame, i / 30)
-    gray_out = res.crop.astype(np.float32).mean(axis=2)
-    gray_src = src.crop.astype(np.float32).mean(axis=2)
+    gray_src = src.photo.astype(np.float32).mean(axis=2)
+    reach = round(2 / src.transform.scale)  # 2 crop px, in the photo's
 
-    def patch(gray: np.ndarray, points: np.ndarray, index: int) -> float:
-        x, y = np.round(points[index, :2]).astype(int)
-        return float(gray[y - 2 : y + 3, x - 2 : x + 3].mean())
+    def patch(gray: np.ndarray, crop_point: np.ndarray) -> float:
+        x, y = np.round(src.transform.to_photo(crop_point[None, :2])[0]).astype(int)
+        return float(gray[y - reach : y + reach + 1, x - reach : x + reach + 1].mean())
 
     hole = 0.5 * (src.points[13] + src.points[14])  # the middle of the photo's opening
-    lips = patch(gray_src, src.points, 0)  # upper lip, outer edge
-    assert patch(gray_src, hole[None], 0) < 0.8 * lips  # the photo's mouth is darker than its lips ...
-    shut = 0.5 * (res.motion.target[13] + res.motion.target[14])
-    assert patch(gray_out, shut[None], 0) > 0.85 * lips  # ... the rest pose's is lip (0.66 unfilled)
+    lips = patch(gray_src, src.points[0])  # upper lip, outer edge
+    assert patch(gray_src, hole) < 0.8 * lips  # the photo's mouth is darker than its lips ...
+    for beyond in (ReenactConfig.full_resolution_beyond, np.inf):
+        with Reenactor(src, ReenactConfig(full_resolution_beyond=beyond)) as r:
+            for i, frame in enumerate(driver):
+                res = r.process(frame, i / 30)
+        gray_out = res.frame.astype(np.float32).mean(axis=2)
+        shut = 0.5 * (res.motion.target[13] + res.motion.target[14])
+        assert patch(gray_out, shut) > 0.85 * lips, beyond  # ... the rest pose's is lip (0.66 unfilled)
 
 
 def test_a_wide_open_photo_mouth_reads_shut_while_the_driver_rests():
