@@ -119,22 +119,34 @@ def wide_open_mouth(points: np.ndarray) -> float:
     return x * x * (3.0 - 2.0 * x)
 
 
+_LIP_EDGE_BAND = 0.05  # of the eye distance: where the lips meet, the band in which points pass from upper to lower
+
+
 def lip_weights(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(N,) shares of a mouth's opening or shutting that each landmark follows, lower and upper.
 
     Lower: 0 from the upper inner lip up, 1 from the lower inner lip down around the chin, fading towards
     the jaw's corners (the jaw turns about the ears). Upper: 1 on the upper lip, fading to 0 at the nose's
-    base, 0 below the mouth. The mouth corners, between the lips, follow half of each.
+    base, 0 below the mouth. The mouth corners, between the lips, follow half of each. Upper and lower are
+    told apart by the inner lips' edges where each point lies along the mouth: measured from the edges'
+    mean heights instead, an "O"'s lips near its corners (which curve towards each other) took part of
+    each other's share, and shut, o_mouth.jpg kept a gap there half as wide as its middle's.
     """
     down = down_axis(points)
     right = np.array([-down[1], down[0]])
     iod = max(interocular(points), 1e-9)
     centre = points[list(LIPS_INNER), :2].mean(axis=0)
     along = (points[:, :2] - centre) @ down
-    upper = float(along[[p[0] for p in LIPS_INNER_PAIRS]].mean())
-    lower = float(along[[p[1] for p in LIPS_INNER_PAIRS]].mean())
+    side = (points[:, :2] - centre) @ right
+    corners = [LIPS_INNER[0], LIPS_INNER[10]]
+    edges = []
+    for lip_side in (0, 1):  # the upper edge, then the lower, from corner to corner
+        ids = corners[:1] + [p[lip_side] for p in LIPS_INNER_PAIRS] + corners[1:]
+        order = np.argsort(side[ids])
+        edges.append(np.interp(side, side[ids][order], along[ids][order]))
+    upper, lower = edges
     nose = float(along[2])  # the nose's base, above the upper lip
-    across = np.clip(1.0 - np.square((points[:, :2] - centre) @ right / iod), 0.0, 1.0)
-    jaw = np.clip((along - upper) / max(lower - upper, 1e-3 * iod), 0.0, 1.0)
-    lip = np.clip((along - nose) / max(upper - nose, 1e-3 * iod), 0.0, 1.0) * (1.0 - jaw)
+    across = np.clip(1.0 - np.square(side / iod), 0.0, 1.0)
+    jaw = np.clip(0.5 + (along - 0.5 * (upper + lower)) / np.maximum(lower - upper, _LIP_EDGE_BAND * iod), 0.0, 1.0)
+    lip = np.clip((along - nose) / np.maximum(upper - nose, 1e-3 * iod), 0.0, 1.0) * (1.0 - jaw)
     return jaw * across, lip * across

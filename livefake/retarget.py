@@ -83,6 +83,7 @@ _JAW_SHARE = 0.7  # of a mouth's shutting done by the jaw; the upper lip does th
 # many times: its corners move out, and the face around them less the further it lies (nothing beyond twice
 # the mouth's half width), which keeps the shift one-to-one up to a factor of about 1.57.
 _MAX_WIDENING = 1.5
+_MAX_CORNER_LIFT = 0.1  # of the eye distance: how far its corners move up or down to sit as the driver's do
 
 
 def similarity_fit(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
@@ -273,16 +274,36 @@ class Retargeter:
             amount = np.interp(across, at[order], excess[order])
             lower, upper = self._lip_weights
             shift[:, :2] = (amount * (-_JAW_SHARE * lower + (1.0 - _JAW_SHARE) * upper))[:, None] * down2
+        if open_weight <= 0.0:
+            return shift
+        # The corners, and the face around them less the further it lies (nothing beyond twice the mouth's
+        # half width from its middle), move out and then up or down, the lips between them as far as they
+        # reach towards a corner.
         width = fr.mouth_width(src)
-        widening = 1.0 + open_weight * (np.clip(self._align[0] * fr.mouth_width(self._reference) / max(width, 1e-9),
-                                                1.0, _MAX_WIDENING) - 1.0)
-        if widening > 1.0:
-            centre = 0.5 * (src[fr.MOUTH_CORNERS[0], :2] + src[fr.MOUTH_CORNERS[1], :2])
-            offset = src[:, :2] - centre
-            reach = np.linalg.norm(offset, axis=1) / (0.5 * width)  # 1 at the corners
-            falloff = 1.0 - np.clip(reach - 1.0, 0.0, 1.0)
-            falloff = falloff * falloff * (3.0 - 2.0 * falloff)
-            shift[:, :2] += ((widening - 1.0) * falloff * (offset @ across_axis))[:, None] * across_axis
+        centre = src[list(fr.MOUTH_CORNERS), :2].mean(axis=0)
+        offset = src[:, :2] - centre
+        reach = np.linalg.norm(offset, axis=1) / (0.5 * width)  # 1 at the corners
+        falloff = 1.0 - np.clip(reach - 1.0, 0.0, 1.0)
+        falloff = falloff * falloff * (3.0 - 2.0 * falloff)
+        along = offset @ across_axis
+        widening = open_weight * (np.clip(self._align[0] * fr.mouth_width(self._reference) / max(width, 1e-9),
+                                          1.0, _MAX_WIDENING) - 1.0)
+        shift[:, :2] += (widening * falloff * along)[:, None] * across_axis
+        # Shut, an O's corners are left below where its lips meet (o_mouth.jpg: 0.033 of the eye distance,
+        # where the same man's neutral corners sit 0.02-0.03 above): a frown in every frame at rest.
+        shaped = src[:, :2] + shift[:, :2]
+        upper, lower = fr.LIPS_INNER_PAIRS[len(fr.LIPS_INNER_PAIRS) // 2]
+        meet, meet_ref = (0.5 * (p[upper, :2] + p[lower, :2]) for p in (shaped, self._reference))
+        down_ref = fr.down_axis(self._reference)
+        to_photo = self._source_iod / fr.interocular(self._reference)
+        lift = np.zeros(2)
+        for k, corner in enumerate(fr.MOUTH_CORNERS):
+            wanted = to_photo * float((self._reference[corner, :2] - meet_ref) @ down_ref)
+            lift[k] = open_weight * np.clip(wanted - float((shaped[corner] - meet) @ down2),
+                                            -_MAX_CORNER_LIFT * self._source_iod, _MAX_CORNER_LIFT * self._source_iod)
+        side = (along * float((src[fr.MOUTH_CORNERS[0], :2] - centre) @ across_axis) > 0).astype(int)  # 0: corner 0's
+        towards = np.clip(np.abs(along) / (0.5 * width), 0.0, 1.0) ** 2  # 0 in the middle, 1 at the corners
+        shift[:, :2] += (np.where(side == 1, lift[0], lift[1]) * towards * falloff)[:, None] * down2
         return shift
 
     def _room_below(self, point: np.ndarray) -> float:

@@ -97,11 +97,29 @@ def test_a_photo_whose_o_draws_the_mouth_in_is_widened_to_the_drivers_rest_and_o
     held = np.flatnonzero(np.array([fr.mouth_openness(p) for p in lms]) > 0.3)  # the driver's open mouth
     assert len(held) > 10
     np.testing.assert_allclose(got_shapes[held], shapes[held], rtol=0.15)  # as tall for its width
-    # The face beyond the mouth stays: nothing two mouth widths from its middle moves sideways.
+    # The face beyond the mouth stays: nothing a mouth's width from its middle moves sideways.
     centre = src.points[list(fr.MOUTH_CORNERS), :2].mean(axis=0)
     far = np.linalg.norm(src.points[:, :2] - centre, axis=1) > fr.mouth_width(src.points)
     rest = Retargeter(src, RetargetConfig(smoothing=False)).update(_face(lms[0]), 0.0).target
     np.testing.assert_allclose(rest[far, 0], src.points[far, 0], atol=0.1)  # crop px; its corners move 2.7
+
+
+def test_a_photo_o_shut_at_the_drivers_rest_meets_along_its_whole_length_with_the_drivers_corners():
+    """Shut, o_mouth.jpg's "O" kept its lips 0.066 of the eye distance apart beside the corners (dark pockets
+    at both ends of the mouth; 0.015 in the middle), its corners 0.033 below where its lips meet, a frown,
+    where the driver's sit 0.02-0.04 above."""
+    src = prepared("o_mouth.jpg")
+    for clip in ("mouth_open.mp4", "talking.mp4", "rotation.mp4"):
+        rest = clip_landmarks(clip, 1)[0]
+        target = Retargeter(src, RetargetConfig(smoothing=False)).update(_face(rest), 0.0).target
+        apart = fr.inner_lip_gaps(target) / fr.interocular(target) - fr.inner_lip_gaps(rest) / fr.interocular(rest)
+        assert np.abs(apart).max() < 0.02, (clip, apart)  # as far apart as the driver's, all along
+
+        def corners(p: np.ndarray) -> np.ndarray:
+            meet = 0.5 * (p[13, :2] + p[14, :2])
+            return (p[list(fr.MOUTH_CORNERS), :2] - meet) @ fr.down_axis(p) / fr.interocular(p)
+
+        np.testing.assert_allclose(corners(target), corners(rest), atol=0.005, err_msg=clip)
 
 
 def test_roll_is_transferred_and_clamped():
