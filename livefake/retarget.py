@@ -4,7 +4,8 @@ The driver's landmarks are smoothed (One-Euro; in x and y only those :mod:`livef
 not filter already: lips, eyes, irises, the outline and the rest of the mesh no stage reads), then split
 by a similarity fit on rigid points into head pose (rotation, scale, shift) and expression (what is left
 once pose is removed). Expression is carried into the source's head frame and added to the source's own
-landmarks; eyelids follow the driver's lid gap as a ratio, lips are kept from crossing; pose is clamped
+landmarks (a wide-open photo mouth first brought to the driver's neutral one: shut, as wide, its corners as
+high); eyelids follow the driver's lid gap as a ratio, lips are kept from crossing; pose is clamped
 to what a 2-D warp can show and applied about the source's head centre.
 """
 
@@ -143,7 +144,7 @@ class Retargeter:
         self._photo_corners = source.photo_corners().astype(np.float64)
         self._source_iod = fr.interocular(self.source_points)
         self._lip_weights = fr.lip_weights(self.source_points)
-        self._closing = np.zeros_like(self.source_points)
+        self._to_rest = np.zeros_like(self.source_points)
         self._filter = OneEuroFilter(self.config.min_cutoff_hz, self.config.beta, self.config.d_cutoff_hz)
         self._reference: np.ndarray | None = None
         self._reference_id = 0
@@ -170,7 +171,7 @@ class Retargeter:
         self._reference_id += 1
         self._align = head_pose(self.source_points, self._reference)
         self._iod = other._iod
-        self._closing = self._mouth_closing()
+        self._to_rest = self._mouth_at_rest()
         self._filter.reset()
         self._shown = None
 
@@ -184,7 +185,7 @@ class Retargeter:
             self._reference_id += 1
             self._align = head_pose(self.source_points, points)
             self._iod = fr.interocular(points)
-            self._closing = self._mouth_closing()
+            self._to_rest = self._mouth_at_rest()
         shape = points
         if self.config.smoothing:  # One-Euro, on what the point tracker did not filter already
             shape = self._filter(points / self._iod, t) * self._iod
@@ -222,7 +223,7 @@ class Retargeter:
         unposed = (shape - mu) @ rot / scale + mu_ref
         expression = unposed - ref
         a_scale, a_rot, _ = self._align
-        expressed = self.source_points + self._closing + a_scale * expression @ a_rot.T
+        expressed = self.source_points + self._to_rest + a_scale * expression @ a_rot.T
         self._retarget_lids(expressed, unposed)
         self._retarget_gaze(expressed, unposed)
         self._keep_lips_apart(expressed)
@@ -243,9 +244,9 @@ class Retargeter:
         target = self._keep_inside(self._keep_neck(target, move))
         return Motion(target=target, pose=(yaw, pitch, roll), reference_id=self._reference_id)
 
-    def _mouth_closing(self) -> np.ndarray:
+    def _mouth_at_rest(self) -> np.ndarray:
         """(478, 3) shift that brings the photo's wide-open mouth to the driver's neutral one: shut as far,
-        and drawn as wide.
+        drawn as wide, its corners as high.
 
         Motion is relative: a photo with its mouth open would stay open while the driver rests, and open
         into tall shapes as they speak (o_mouth.jpg: mouth correlation 0.25). So the jaw is first raised by
@@ -292,18 +293,17 @@ class Retargeter:
         # Shut, an O's corners are left below where its lips meet (o_mouth.jpg: 0.033 of the eye distance,
         # where the same man's neutral corners sit 0.02-0.03 above): a frown in every frame at rest.
         shaped = src[:, :2] + shift[:, :2]
-        upper, lower = fr.LIPS_INNER_PAIRS[len(fr.LIPS_INNER_PAIRS) // 2]
-        meet, meet_ref = (0.5 * (p[upper, :2] + p[lower, :2]) for p in (shaped, self._reference))
+        mid_upper, mid_lower = fr.LIPS_INNER_PAIRS[len(fr.LIPS_INNER_PAIRS) // 2]
+        meet, meet_ref = (0.5 * (p[mid_upper, :2] + p[mid_lower, :2]) for p in (shaped, self._reference))
         down_ref = fr.down_axis(self._reference)
-        to_photo = self._source_iod / fr.interocular(self._reference)
-        lift = np.zeros(2)
-        for k, corner in enumerate(fr.MOUTH_CORNERS):
-            wanted = to_photo * float((self._reference[corner, :2] - meet_ref) @ down_ref)
-            lift[k] = open_weight * np.clip(wanted - float((shaped[corner] - meet) @ down2),
-                                            -_MAX_CORNER_LIFT * self._source_iod, _MAX_CORNER_LIFT * self._source_iod)
-        side = (along * float((src[fr.MOUTH_CORNERS[0], :2] - centre) @ across_axis) > 0).astype(int)  # 0: corner 0's
+        to_photo = self._source_iod / fr.interocular(self._reference)  # heights in eye distances, as MediaPipe's
+        limit = _MAX_CORNER_LIFT * self._source_iod
+        lift = [open_weight * float(np.clip(to_photo * (self._reference[c, :2] - meet_ref) @ down_ref
+                                            - (shaped[c] - meet) @ down2, -limit, limit))
+                for c in fr.MOUTH_CORNERS]
+        on_first_side = along * float((src[fr.MOUTH_CORNERS[0], :2] - centre) @ across_axis) > 0
         towards = np.clip(np.abs(along) / (0.5 * width), 0.0, 1.0) ** 2  # 0 in the middle, 1 at the corners
-        shift[:, :2] += (np.where(side == 1, lift[0], lift[1]) * towards * falloff)[:, None] * down2
+        shift[:, :2] += (np.where(on_first_side, lift[0], lift[1]) * towards * falloff)[:, None] * down2
         return shift
 
     def _room_below(self, point: np.ndarray) -> float:
@@ -322,7 +322,7 @@ class Retargeter:
         """Take back as much of the head's upward shift ``move`` ((2,) crop pixels) as stretches the band below
         the chin past ``max_neck_stretch`` (see :class:`RetargetConfig`); a rise the head's turn makes stays."""
         chin = fr.CHIN
-        allowed = max(self._room_below(self.source_points[chin] + self._closing[chin]),
+        allowed = max(self._room_below(self.source_points[chin] + self._to_rest[chin]),
                       self.config.max_neck_stretch * self._room_below(self.source_points[chin]))
         lowered = min(self._room_below(target[chin]) - allowed, -float(move[1]))
         if lowered <= 0:
