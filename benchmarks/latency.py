@@ -49,7 +49,7 @@ def run(args, paced: bool, seconds: float) -> tuple[dict, list[float]]:
     config = LiveConfig(fps=args.fps, stamp=True, geometry_thread=geometry_thread,
                         reenact=ReenactConfig(backend=BackendConfig(args.backend)))
     pipeline = LivePipeline(sources, clip, [NullSink()], config)
-    backend = pipeline.reenactors[0].describe()
+    backend = "; ".join(dict.fromkeys(r.describe() for r in pipeline.reenactors))
     memory = []
     with pipeline:
         pipeline.wait(args.warmup)

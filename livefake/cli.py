@@ -317,8 +317,9 @@ def run_live(args: argparse.Namespace) -> int:
                                               provenance=_provenance(args)))
     preview: LatestQueue | None = LatestQueue(1, "preview") if args.preview else None
     pipeline = LivePipeline(sources, frame_source, sinks, config, preview=preview)
-    print(f"livefake: live, {len(sources)} source photo(s), {width}x{height} at {args.fps:g} fps, generator "
-          f"{pipeline.reenactors[0].describe()}; Ctrl-C to stop", file=sys.stderr)
+    drawn = "; ".join(dict.fromkeys(r.describe() for r in pipeline.reenactors))
+    print(f"livefake: live, {len(sources)} source photo(s), {width}x{height} at {args.fps:g} fps, face from "
+          f"{drawn}; Ctrl-C to stop", file=sys.stderr)
     audio = _start_audio(args, pipeline) if args.audio else None
     # A service manager's stop (SIGTERM) ends the run as Ctrl-C does: threads stopped, camera released,
     # the recording closed properly.

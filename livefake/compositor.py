@@ -53,8 +53,8 @@ class MouthOpening:
 
 
 class Compositor:
-    """Pastes (S, S, 3) uint8 crops into copies of the source photo; pixels outside the crop's
-    footprint are never touched."""
+    """Pastes (S, S, 3) uint8 crops into copies of the source photo (:meth:`paste`), or resamples the photo's
+    own face through a warp field (:meth:`resample`); pixels outside the crop's footprint are never touched."""
 
     def __init__(self, source: PreparedSource, feather: float = 0.12) -> None:
         self.photo = source.photo

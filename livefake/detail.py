@@ -66,7 +66,7 @@ class DetailLayers:
         points = self.from_crop(source.points)
         self.eyes = EyeLayers(shut_mouth_crop(image, points) if shut else image, points,
                               patch_size=max(16, size // 8))
-        self.lips = SlidingOpening.across(fr.LIPS_INNER_PAIRS, (fr.LIPS_INNER[0], fr.LIPS_INNER[10]), points, size)
+        self.lips = SlidingOpening.across(fr.LIPS_INNER_PAIRS, fr.INNER_MOUTH_CORNERS, points, size)
         self._node_maps: tuple[int, np.ndarray] | None = None
 
     def refit(self, field: np.ndarray) -> np.ndarray:

@@ -15,11 +15,12 @@ CHIN = 152  # the lowest point of the face's outline, on the chin
 LIPS_OUTER = (
     61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181, 91, 146,
 )
-MOUTH_CORNERS = (61, 291)  # where the outer lips meet, right and left
+OUTER_MOUTH_CORNERS = (61, 291)  # where the outer lips meet, right and left
 # Inner lip contour in order around the mouth opening (upper from corner 78 to 308, then lower back).
 LIPS_INNER = (
     78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95,
 )
+INNER_MOUTH_CORNERS = (LIPS_INNER[0], LIPS_INNER[10])  # where the inner lips meet, right and left
 # Pairs (upper, lower) across the mouth opening, corner to corner.
 LIPS_INNER_PAIRS = (
     (191, 95), (80, 88), (81, 178), (82, 87), (13, 14), (312, 317), (311, 402), (310, 318), (415, 324),
@@ -94,8 +95,9 @@ def mouth_openness(points: np.ndarray) -> float:
 
 
 def mouth_width(points: np.ndarray) -> float:
-    """Distance between the mouth's corners (:data:`MOUTH_CORNERS`), in ``points``' units."""
-    return float(np.linalg.norm(points[MOUTH_CORNERS[0], :2] - points[MOUTH_CORNERS[1], :2]))
+    """Distance between the mouth's corners (:data:`OUTER_MOUTH_CORNERS`), in ``points``' units."""
+    right, left = OUTER_MOUTH_CORNERS
+    return float(np.linalg.norm(points[right, :2] - points[left, :2]))
 
 
 def down_axis(points: np.ndarray) -> np.ndarray:
@@ -130,7 +132,9 @@ def lip_weights(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     base, 0 below the mouth. The mouth corners, between the lips, follow half of each. Upper and lower are
     told apart by the inner lips' edges where each point lies along the mouth: measured from the edges'
     mean heights instead, an "O"'s lips near its corners (which curve towards each other) took part of
-    each other's share, and shut, o_mouth.jpg kept a gap there half as wide as its middle's.
+    each other's share, and shut, o_mouth.jpg kept a gap there half as wide as its middle's. Where the lips
+    come closer than :data:`_LIP_EDGE_BAND` (towards the corners), points between and beside them pass
+    from one share to the other across that band, the corners at half of each.
     """
     down = down_axis(points)
     right = np.array([-down[1], down[0]])
@@ -138,7 +142,7 @@ def lip_weights(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     centre = points[list(LIPS_INNER), :2].mean(axis=0)
     along = (points[:, :2] - centre) @ down
     side = (points[:, :2] - centre) @ right
-    corners = [LIPS_INNER[0], LIPS_INNER[10]]
+    corners = list(INNER_MOUTH_CORNERS)
     edges = []
     for lip_side in (0, 1):  # the upper edge, then the lower, from corner to corner
         ids = corners[:1] + [p[lip_side] for p in LIPS_INNER_PAIRS] + corners[1:]

@@ -8,6 +8,7 @@ pose, then eases back to neutral. The live app wraps the same calls in threads a
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -31,6 +32,8 @@ from livefake.retarget import Motion, RetargetConfig, Retargeter
 from livefake.shading import ShadingConfig, ShadingTransfer
 from livefake.source import PreparedSource
 from livefake.warp import WarpConfig, WarpSolver
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -125,11 +128,14 @@ class Reenactor:
         # (on o_mouth.jpg, 4.5 ms of CPU a frame spent for nothing), so there no backend is started.
         self.backend: GeneratorBackend | None = None if self.full_resolution else start_backend(size,
                                                                                                 self.config.backend)
+        if self.full_resolution and self.config.backend.backend != "auto":
+            log.info("backend %s is not used: this photo's face is resampled from the photo at full resolution "
+                     "(--full-res never runs the generator)", self.config.backend.backend)
         # The eyes' layers: every frame, the irises are laid into the eyeball where the gaze puts them.
         self.eyes = EyeLayers(shut_mouth_crop(source.crop, source.points) if shut else source.crop, source.points,
                               patch_size=max(16, size // 8))
         # Lips the warp leaves apart where the target shuts them are slid together (livefake.openings).
-        self.lips = SlidingOpening.across(fr.LIPS_INNER_PAIRS, (fr.LIPS_INNER[0], fr.LIPS_INNER[10]),
+        self.lips = SlidingOpening.across(fr.LIPS_INNER_PAIRS, fr.INNER_MOUTH_CORNERS,
                                           source.points, size)
         self._source_tensor: tuple[np.ndarray, torch.Tensor] | None = None  # the last source array, as a tensor
         self._crop_chw = np.ascontiguousarray(source.crop.transpose(2, 0, 1), dtype=np.float32) / 255.0
@@ -211,14 +217,15 @@ class Reenactor:
         return self.backend.run(self.generator_inputs(plan))
 
     def describe(self) -> str:
-        """What draws the face: the generator's backend, or the full-resolution paste."""
+        """What draws the face: the generator on its backend, or the photo resampled at full resolution."""
         if self.backend is None:
-            return "none: the face is resampled from the photo at full resolution on the CPU"
-        return self.backend.describe()
+            return "the photo resampled at full resolution (CPU, no generator)"
+        return f"the generator on {self.backend.describe()}"
 
     def composite(self, plan: FramePlan, crop: np.ndarray | None) -> np.ndarray:
         """The paste-back stage alone: the photo-sized frame with ``crop`` (:meth:`generate`'s) blended in,
-        then the badge and the watermark (:mod:`livefake.provenance`)."""
+        or on the full-resolution path (where ``crop`` is None and unused) the photo resampled through the
+        plan's warp, then the badge and the watermark (:mod:`livefake.provenance`)."""
         if self.full_resolution:
             frame = self.compositor.resample(plan.field, self._opening(plan.mouth), plan.shading, plan.detail)
         else:

@@ -81,10 +81,13 @@ class Motion:
 
 _JAW_SHARE = 0.7  # of a mouth's shutting done by the jaw; the upper lip does the rest
 # A wide-open photo mouth drawn in (an "O") is widened back towards the driver's neutral width, at most this
-# many times: its corners move out, and the face around them less the further it lies (nothing beyond twice
-# the mouth's half width), which keeps the shift one-to-one up to a factor of about 1.57.
-_MAX_WIDENING = 1.5
-_MAX_CORNER_LIFT = 0.1  # of the eye distance: how far its corners move up or down to sit as the driver's do
+# many times, and its corners moved up or down by at most this share of its half width to sit as the driver's
+# do (:func:`mouth_corner_shift`). With the face around them following less the further it lies, out to
+# MOUTH_REACH half widths from the mouth's middle, the shift stays one-to-one at both limits together (its
+# Jacobian above 0.33: a test); at 1.5 and a reach of 2 it folded the cheek beside a corner.
+MAX_WIDENING = 1.4
+MAX_CORNER_LIFT = 0.4
+MOUTH_REACH = 2.5
 
 
 def similarity_fit(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
@@ -126,6 +129,25 @@ def head_pose(points: np.ndarray, reference: np.ndarray) -> tuple[float, np.ndar
 def _smoothstep(x: float) -> float:
     x = min(max(x, 0.0), 1.0)
     return x * x * (3.0 - 2.0 * x)
+
+
+def mouth_corner_shift(xy: np.ndarray, centre: np.ndarray, sideways: np.ndarray, half_width: float,
+                       widening: float, lifts: tuple[float, float]) -> np.ndarray:
+    """(N, 2) shift of the points ``xy`` ((N, 2)) that moves a mouth's corners out by ``widening`` times its
+    half width (the mouth drawn 1 + ``widening`` times as wide) and down by ``lifts`` (pixels; negative: up),
+    the first for the corner on the side ``sideways`` (a unit vector across the face) points to from
+    ``centre``, the second for the other.
+    The lips between the corners move out in proportion to their distance from the middle, and down by the
+    square of it (the middle stays); the face around them less the further it lies, nothing beyond
+    :data:`MOUTH_REACH` half widths from ``centre``."""
+    offset = xy - centre
+    falloff = 1.0 - np.clip((np.linalg.norm(offset, axis=1) / half_width - 1.0) / (MOUTH_REACH - 1.0), 0.0, 1.0)
+    falloff = falloff * falloff * (3.0 - 2.0 * falloff)
+    across = offset @ sideways
+    down = np.array([sideways[1], -sideways[0]])
+    towards = np.clip(np.abs(across) / half_width, 0.0, 1.0) ** 2  # 0 in the middle, 1 at the corners
+    lift = np.where(across > 0, lifts[0], lifts[1]) * towards
+    return falloff[:, None] * ((widening * across)[:, None] * sideways + lift[:, None] * down)
 
 
 class Retargeter:
@@ -268,42 +290,39 @@ class Retargeter:
             # The jaw does most of the shutting, the upper lip the rest. Each point shuts by the excess of the
             # lip pair across from it (interpolated along the mouth): an O shuts more in the middle than at the
             # corners, and points one above the other move alike (a lip rolled in shows its landmarks crossed).
+            # The pairs' own points shut by their own pair's excess: interpolated at each point's place, the
+            # lips of a mouth drawn askew (mouth_open.jpg) took different amounts and stayed apart.
             across = src[:, :2] @ across_axis
             pairs = np.array(fr.LIPS_INNER_PAIRS)
             at = 0.5 * (across[pairs[:, 0]] + across[pairs[:, 1]])
             order = np.argsort(at)
             amount = np.interp(across, at[order], excess[order])
+            amount[pairs[:, 0]] = amount[pairs[:, 1]] = excess
             lower, upper = self._lip_weights
             shift[:, :2] = (amount * (-_JAW_SHARE * lower + (1.0 - _JAW_SHARE) * upper))[:, None] * down2
         if open_weight <= 0.0:
             return shift
-        # The corners, and the face around them less the further it lies (nothing beyond twice the mouth's
-        # half width from its middle), move out and then up or down, the lips between them as far as they
-        # reach towards a corner.
-        width = fr.mouth_width(src)
-        centre = src[list(fr.MOUTH_CORNERS), :2].mean(axis=0)
-        offset = src[:, :2] - centre
-        reach = np.linalg.norm(offset, axis=1) / (0.5 * width)  # 1 at the corners
-        falloff = 1.0 - np.clip(reach - 1.0, 0.0, 1.0)
-        falloff = falloff * falloff * (3.0 - 2.0 * falloff)
-        along = offset @ across_axis
-        widening = open_weight * (np.clip(self._align[0] * fr.mouth_width(self._reference) / max(width, 1e-9),
-                                          1.0, _MAX_WIDENING) - 1.0)
-        shift[:, :2] += (widening * falloff * along)[:, None] * across_axis
-        # Shut, an O's corners are left below where its lips meet (o_mouth.jpg: 0.033 of the eye distance,
-        # where the same man's neutral corners sit 0.02-0.03 above): a frown in every frame at rest.
-        shaped = src[:, :2] + shift[:, :2]
+        # Then its corners: out as far as the driver's neutral mouth is wider, and up or down to sit where the
+        # driver's do against where the lips meet. Shut, an O's corners are left below that point (o_mouth.jpg:
+        # 0.033 of the eye distance, where the same man's neutral corners sit 0.02-0.03 above): a frown in
+        # every frame at rest. Heights and widths are taken in eye distances, as MediaPipe's readings are.
+        to_source = self._source_iod / fr.interocular(self._reference)
+        half_width = 0.5 * fr.mouth_width(src)
+        widening = open_weight * (np.clip(to_source * fr.mouth_width(self._reference) / max(2 * half_width, 1e-9),
+                                          1.0, MAX_WIDENING) - 1.0)
+        centre = src[list(fr.OUTER_MOUTH_CORNERS), :2].mean(axis=0)
+        shaped = src[:, :2] + shift[:, :2] + mouth_corner_shift(src[:, :2], centre, across_axis, half_width,
+                                                                 widening, (0.0, 0.0))
         mid_upper, mid_lower = fr.LIPS_INNER_PAIRS[len(fr.LIPS_INNER_PAIRS) // 2]
         meet, meet_ref = (0.5 * (p[mid_upper, :2] + p[mid_lower, :2]) for p in (shaped, self._reference))
         down_ref = fr.down_axis(self._reference)
-        to_photo = self._source_iod / fr.interocular(self._reference)  # heights in eye distances, as MediaPipe's
-        limit = _MAX_CORNER_LIFT * self._source_iod
-        lift = [open_weight * float(np.clip(to_photo * (self._reference[c, :2] - meet_ref) @ down_ref
-                                            - (shaped[c] - meet) @ down2, -limit, limit))
-                for c in fr.MOUTH_CORNERS]
-        on_first_side = along * float((src[fr.MOUTH_CORNERS[0], :2] - centre) @ across_axis) > 0
-        towards = np.clip(np.abs(along) / (0.5 * width), 0.0, 1.0) ** 2  # 0 in the middle, 1 at the corners
-        shift[:, :2] += (np.where(on_first_side, lift[0], lift[1]) * towards * falloff)[:, None] * down2
+        limit = MAX_CORNER_LIFT * half_width
+        lifts = [open_weight * float(np.clip(to_source * (self._reference[c, :2] - meet_ref) @ down_ref
+                                             - (shaped[c] - meet) @ down2, -limit, limit))
+                 for c in fr.OUTER_MOUTH_CORNERS]
+        if (src[fr.OUTER_MOUTH_CORNERS[0], :2] - centre) @ across_axis < 0:  # the first corner on the other side
+            lifts.reverse()
+        shift[:, :2] += mouth_corner_shift(src[:, :2], centre, across_axis, half_width, widening, tuple(lifts))
         return shift
 
     def _room_below(self, point: np.ndarray) -> float:

@@ -52,7 +52,7 @@ def pose_face(neutral: np.ndarray, state: dict[str, float]) -> np.ndarray:
     lower[[q[1] for q in fr.LIPS_INNER_PAIRS]] = 1.0
     p[:, :2] += (state["mouth"] * 0.42 * iod * lower)[:, None] * down
     # Smile: mouth corners out and up.
-    for corner, side in ((61, -1.0), (291, 1.0)):
+    for corner, side in zip(fr.OUTER_MOUTH_CORNERS, (-1.0, 1.0)):
         weight = np.exp(-np.sum((neutral[:, :2] - neutral[corner, :2]) ** 2, axis=1) / (2 * (0.22 * iod) ** 2))
         shift = state["smile"] * iod * (0.07 * side * np.array([-down[1], down[0]]) - 0.06 * down)
         p[:, :2] += weight[:, None] * shift

@@ -102,7 +102,7 @@ def face_crop_transform(points: np.ndarray, size: int, margin: float = 1.25) -> 
     """
     right_eye = points[[33, 133], :2].mean(axis=0)
     left_eye = points[[263, 362], :2].mean(axis=0)
-    mouth = points[list(fr.MOUTH_CORNERS), :2].mean(axis=0)
+    mouth = points[list(fr.OUTER_MOUTH_CORNERS), :2].mean(axis=0)
     eye_mid = 0.5 * (right_eye + left_eye)
     eye_to_eye = left_eye - right_eye
     eye_to_mouth = mouth - eye_mid

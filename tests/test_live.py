@@ -94,6 +94,7 @@ def test_pipeline_reenacts_a_paced_clip_in_order_with_the_stamp_on_every_frame(g
         sys.setswitchinterval(before)
     stats = pipeline.telemetry.summary()
     assert ("geometry" in stats["stages"]) == geometry_thread
+    assert (pipeline.reenactors[0].backend is None) == full_resolution  # no generator where it would be unused
     ids = [s for s in sink.stamps if s is not None]
     assert len(ids) >= 60 and ids == sorted(ids)  # never reordered
     assert stats["stamp_mismatches"] == 0 and stats["frame_errors"] == 0

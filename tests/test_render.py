@@ -325,6 +325,7 @@ def test_a_wide_open_photo_mouth_shows_lips_not_a_dark_hole_while_the_driver_res
     assert patch(gray_src, hole) < 0.8 * lips  # the photo's mouth is darker than its lips ...
     for beyond in (ReenactConfig.full_resolution_beyond, np.inf):
         with Reenactor(src, ReenactConfig(full_resolution_beyond=beyond)) as r:
+            assert r.full_resolution == (beyond != np.inf)
             for i, frame in enumerate(driver):
                 res = r.process(frame, i / 30)
         gray_out = res.frame.astype(np.float32).mean(axis=2)
