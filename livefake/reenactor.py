@@ -125,7 +125,7 @@ class Reenactor:
         # The photo as a still output shows it, badge and mark included (drawn for this size once, now).
         self.marked_photo = self.provenance.apply_(source.photo.copy())
         # The full-resolution paste resamples the photo itself and takes nothing from the generator's crop
-        # (on o_mouth.jpg, 4.5 ms of CPU a frame spent for nothing), so there no backend is started.
+        # (on o_mouth.jpg, about 4 ms of CPU a frame spent for nothing), so there no backend is started.
         self.backend: GeneratorBackend | None = None if self.full_resolution else start_backend(size,
                                                                                                 self.config.backend)
         if self.full_resolution and self.config.backend.backend != "auto":

@@ -84,7 +84,7 @@ _JAW_SHARE = 0.7  # of a mouth's shutting done by the jaw; the upper lip does th
 # many times, and its corners moved up or down by at most this share of its half width to sit as the driver's
 # do (:func:`mouth_corner_shift`). With the face around them following less the further it lies, out to
 # MOUTH_REACH half widths from the mouth's middle, the shift stays one-to-one at both limits together (its
-# Jacobian above 0.33: a test); at 1.5 and a reach of 2 it folded the cheek beside a corner.
+# Jacobian above 0.3: a test); at 1.5 and a reach of 2 it folded the cheek beside a corner.
 MAX_WIDENING = 1.4
 MAX_CORNER_LIFT = 0.4
 MOUTH_REACH = 2.5
