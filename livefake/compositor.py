@@ -95,7 +95,7 @@ class Compositor:
         samples = [-(-side // k) + 2 for side in self._size]
         self._gain_x, self._gain_y = _crop_pixels(m, x0 + k * (np.arange(samples[0]) - 1) + (k - 1) / 2,
                                                   y0 + k * (np.arange(samples[1]) - 1) + (k - 1) / 2)
-        self._gain_size = (k * samples[0], k * samples[1])
+        self._gain_size, self._gain_shrink = (k * samples[0], k * samples[1]), k
         # Crop unit coordinates ([-1, 1], align_corners=False) to photo pixels: p = A @ u + b.
         half = size / 2.0
         self._unit_to_photo_matrix = np.hstack([
@@ -154,7 +154,8 @@ class Compositor:
             gain = cv2.remap(shading, at[..., 0], at[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             gain = cv2.resize(cv2.remap(gain, gain_x, gain_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE),
                               self._gain_size, interpolation=cv2.INTER_LINEAR)
-            gain = gain[GAIN_SHRINK:GAIN_SHRINK + self._size[1], GAIN_SHRINK:GAIN_SHRINK + self._size[0]]
+            k = self._gain_shrink
+            gain = gain[k:k + self._size[1], k:k + self._size[0]]
             warped = cv2.multiply(warped, gain, dtype=cv2.CV_8U)
         if opening is not None and opening.weight > 0 and len(opening.outline):
             self._lay_interior(warped, opening)
